@@ -1,0 +1,2 @@
+//! Placeholder: this component is built by its own issue.
+#![no_std]
