@@ -1,0 +1,2 @@
+//! Reversible redaction: placeholders out, originals back in.
+pub mod vault;
