@@ -24,3 +24,15 @@ pub struct TextSlot {
     pub literal: Range<usize>,
     pub text: String,
 }
+
+impl Role {
+    /// Maps a provider's role name; unknown roles count as user text, the most scrutinised kind.
+    pub fn from_name(name: &str) -> Role {
+        match name {
+            "system" | "developer" => Role::System,
+            "assistant" | "model" | "chatbot" => Role::Assistant,
+            "tool" | "function" => Role::Tool,
+            _ => Role::User,
+        }
+    }
+}

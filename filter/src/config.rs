@@ -1,0 +1,274 @@
+//! The plugin configuration: parsed once at configure time into typed values, with errors that
+//! name the offending field. The JSON schema is documented in README.md.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use crate::detect::DetectorId;
+use crate::policy::{Action, DetectorPolicy, Mode, Policy};
+use crate::providers::Provider;
+
+/// Envoy's default per-connection buffer limit; larger bodies are not buffered for inspection.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Adds `x-sluice-action` and `x-sluice-detections` to answers.
+    pub expose_verdict_headers: bool,
+    /// What to do with a body that cannot be inspected (not JSON, not UTF-8, compressed, too
+    /// large): `Allow`, `Alert` (pass and report) or `Block`.
+    pub on_parse_error: Action,
+    /// Status of a blocked request's local answer.
+    pub block_status: u16,
+    /// Bodies larger than this are not buffered: they follow `on_parse_error`. Keep it at or
+    /// below Envoy's buffer limit, or Envoy answers 413 first.
+    pub max_body_bytes: usize,
+    pub policy: Policy,
+    pub routes: Vec<Route>,
+}
+
+/// A per-route override, matched by path prefix (first match wins).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Route {
+    pub name: String,
+    pub path_prefix: String,
+    /// Forces the wire format instead of recognising it by path.
+    pub provider: Option<Provider>,
+    pub policy: Policy,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("invalid configuration at `{field}`: {reason}")]
+pub struct ConfigError {
+    pub field: String,
+    pub reason: String,
+}
+
+impl ConfigError {
+    fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        ConfigError {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    expose_verdict_headers: bool,
+    #[serde(default)]
+    on_parse_error: Option<RawParseErrorAction>,
+    #[serde(default)]
+    block_status: Option<u16>,
+    #[serde(default)]
+    max_body_bytes: Option<usize>,
+    #[serde(default)]
+    detectors: BTreeMap<String, RawDetector>,
+    #[serde(default)]
+    routes: Vec<RawRoute>,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+enum RawParseErrorAction {
+    Allow,
+    Alert,
+    Block,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDetector {
+    action: Mode,
+    #[serde(default)]
+    threshold: Option<f32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    name: String,
+    path_prefix: String,
+    #[serde(default)]
+    provider: Option<Provider>,
+    #[serde(default)]
+    detectors: BTreeMap<String, RawDetector>,
+}
+
+impl Config {
+    /// Parses the plugin configuration. Empty input means all defaults.
+    pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
+        let trimmed = bytes.trim_ascii();
+        let raw: RawConfig = if trimmed.is_empty() {
+            serde_json::from_str("{}").map_err(|e| ConfigError::new("", e.to_string()))?
+        } else {
+            let de = &mut serde_json::Deserializer::from_slice(trimmed);
+            serde_path_to_error::deserialize(de).map_err(|e| {
+                let field = e.path().to_string();
+                ConfigError::new(field, e.into_inner().to_string())
+            })?
+        };
+        let block_status = raw.block_status.unwrap_or(403);
+        if !(200..=599).contains(&block_status) {
+            return Err(ConfigError::new(
+                "block_status",
+                format!("{block_status} is not an HTTP status between 200 and 599"),
+            ));
+        }
+        let max_body_bytes = raw.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
+        if max_body_bytes == 0 {
+            return Err(ConfigError::new("max_body_bytes", "must be positive"));
+        }
+        let policy = apply_detectors(Policy::default(), &raw.detectors, "detectors")?;
+        let mut routes = Vec::with_capacity(raw.routes.len());
+        for (i, r) in raw.routes.into_iter().enumerate() {
+            let at = format!("routes[{i}]");
+            if !r.path_prefix.starts_with('/') {
+                return Err(ConfigError::new(
+                    format!("{at}.path_prefix"),
+                    "must start with '/'",
+                ));
+            }
+            let policy = apply_detectors(policy.clone(), &r.detectors, &format!("{at}.detectors"))?;
+            routes.push(Route {
+                name: r.name,
+                path_prefix: r.path_prefix,
+                provider: r.provider,
+                policy,
+            });
+        }
+        Ok(Config {
+            expose_verdict_headers: raw.expose_verdict_headers,
+            on_parse_error: match raw.on_parse_error.unwrap_or(RawParseErrorAction::Alert) {
+                RawParseErrorAction::Allow => Action::Allow,
+                RawParseErrorAction::Alert => Action::Alert,
+                RawParseErrorAction::Block => Action::Block,
+            },
+            block_status,
+            max_body_bytes,
+            policy,
+            routes,
+        })
+    }
+
+    /// The route override for a request path, if any.
+    pub fn route_for(&self, path: &str) -> Option<&Route> {
+        self.routes
+            .iter()
+            .find(|r| path.starts_with(&r.path_prefix))
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::parse(b"").unwrap_or_else(|_| unreachable!("empty configuration is valid"))
+    }
+}
+
+fn apply_detectors(
+    mut policy: Policy,
+    raw: &BTreeMap<String, RawDetector>,
+    at: &str,
+) -> Result<Policy, ConfigError> {
+    for (name, d) in raw {
+        let field = format!("{at}.{name}");
+        let id = DetectorId::from_name(name).ok_or_else(|| {
+            let known: Vec<&str> = DetectorId::ALL.iter().map(|d| d.name()).collect();
+            ConfigError::new(
+                &field,
+                format!("unknown detector; known: {}", known.join(", ")),
+            )
+        })?;
+        let threshold = d.threshold.unwrap_or(policy.get(id).threshold);
+        if !(0.0..=1.0).contains(&threshold) {
+            return Err(ConfigError::new(
+                format!("{field}.threshold"),
+                format!("{threshold} is outside 0.0..=1.0"),
+            ));
+        }
+        policy.set(
+            id,
+            DetectorPolicy {
+                mode: d.action,
+                threshold,
+            },
+        );
+    }
+    Ok(policy)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_means_defaults() {
+        let c = Config::parse(b"  ").unwrap();
+        assert!(!c.expose_verdict_headers);
+        assert_eq!(c.on_parse_error, Action::Alert);
+        assert_eq!(c.block_status, 403);
+        assert_eq!(c.policy, Policy::default());
+    }
+
+    #[test]
+    fn full_config() {
+        let c = Config::parse(
+            br#"{"expose_verdict_headers":true,"on_parse_error":"block","block_status":451,
+                "detectors":{"pii":{"action":"block","threshold":0.9}},
+                "routes":[{"name":"claude","path_prefix":"/v1/messages","provider":"anthropic",
+                           "detectors":{"prompt_injection":{"action":"alert"}}}]}"#,
+        )
+        .unwrap();
+        assert_eq!(c.block_status, 451);
+        assert_eq!(c.policy.get(DetectorId::Pii).mode, Mode::Block);
+        let route = c.route_for("/v1/messages").unwrap();
+        assert_eq!(route.provider, Some(Provider::Anthropic));
+        assert_eq!(
+            route.policy.get(DetectorId::PromptInjection).mode,
+            Mode::Alert
+        );
+        // Route policies start from the global one.
+        assert_eq!(route.policy.get(DetectorId::Pii).threshold, 0.9);
+        assert!(c.route_for("/v1/chat/completions").is_none());
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let cases: [(&[u8], &str); 8] = [
+            (b"{", ""),
+            (br#"{"expose_verdict_header":true}"#, ""),
+            (br#"{"on_parse_error":"explode"}"#, "on_parse_error"),
+            (br#"{"block_status":42}"#, "block_status"),
+            (
+                br#"{"detectors":{"nope":{"action":"block"}}}"#,
+                "detectors.nope",
+            ),
+            (
+                br#"{"detectors":{"pii":{"action":"block","threshold":2}}}"#,
+                "detectors.pii.threshold",
+            ),
+            (
+                br#"{"detectors":{"pii":{"action":"shout"}}}"#,
+                "detectors.pii.action",
+            ),
+            (
+                br#"{"routes":[{"name":"x","path_prefix":"v1"}]}"#,
+                "routes[0].path_prefix",
+            ),
+        ];
+        for (input, field) in cases {
+            let err = Config::parse(input).unwrap_err();
+            assert!(
+                err.field.starts_with(field),
+                "{}: got field {:?}",
+                String::from_utf8_lossy(input),
+                err.field
+            );
+        }
+        let err = Config::parse(br#"{"expose_verdict_header":true}"#).unwrap_err();
+        assert!(err.to_string().contains("expose_verdict_header"), "{err}");
+    }
+}

@@ -1,0 +1,158 @@
+//! Policy: what to do about a detection. Each detector has an action and a score threshold,
+//! set globally and overridable per route; the strongest action among the findings wins.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use crate::detect::DetectorId;
+
+/// What the filter does with an exchange. Ordered by strength, so `max` combines verdicts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    #[default]
+    Allow,
+    Alert,
+    Redact,
+    Block,
+}
+
+impl Action {
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Allow => "allow",
+            Action::Alert => "alert",
+            Action::Redact => "redact",
+            Action::Block => "block",
+        }
+    }
+}
+
+/// A detector's setting in the configuration. `off` disables it (it is not even run).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Off,
+    Alert,
+    Redact,
+    Block,
+}
+
+impl Mode {
+    /// The action a finding at or above threshold calls for; `None` when the detector is off.
+    pub fn action(self) -> Option<Action> {
+        match self {
+            Mode::Off => None,
+            Mode::Alert => Some(Action::Alert),
+            Mode::Redact => Some(Action::Redact),
+            Mode::Block => Some(Action::Block),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DetectorPolicy {
+    pub mode: Mode,
+    /// Findings scoring below this are ignored.
+    pub threshold: f32,
+}
+
+/// The settings of every detector, complete: what the configuration leaves out keeps its default.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Policy {
+    detectors: BTreeMap<DetectorId, DetectorPolicy>,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        let detectors = DetectorId::ALL
+            .into_iter()
+            .map(|id| (id, default_for(id)))
+            .collect();
+        Policy { detectors }
+    }
+}
+
+/// Defaults a security team would pick on day one: stop injections, keep personal data and
+/// secrets away from the provider, and report unsafe output without breaking answers.
+fn default_for(id: DetectorId) -> DetectorPolicy {
+    let mode = match id {
+        DetectorId::PromptInjection => Mode::Block,
+        DetectorId::Pii | DetectorId::Secrets => Mode::Redact,
+        _ => Mode::Alert,
+    };
+    DetectorPolicy {
+        mode,
+        threshold: 0.5,
+    }
+}
+
+impl Policy {
+    pub fn get(&self, id: DetectorId) -> DetectorPolicy {
+        self.detectors
+            .get(&id)
+            .copied()
+            .unwrap_or_else(|| default_for(id))
+    }
+
+    pub fn set(&mut self, id: DetectorId, policy: DetectorPolicy) {
+        self.detectors.insert(id, policy);
+    }
+
+    /// The action one finding calls for, if its detector is on and the score reaches threshold.
+    pub fn action_for(&self, id: DetectorId, score: f32) -> Option<Action> {
+        let p = self.get(id);
+        if score >= p.threshold {
+            p.mode.action()
+        } else {
+            None
+        }
+    }
+
+    pub fn is_enabled(&self, id: DetectorId) -> bool {
+        self.get(id).mode != Mode::Off
+    }
+
+    /// True when no detector runs on prompts, so request bodies need no parsing at all.
+    pub fn any_enabled(&self) -> bool {
+        DetectorId::ALL.into_iter().any(|id| self.is_enabled(id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strongest_action_wins() {
+        let strongest = [Action::Alert, Action::Block, Action::Redact]
+            .into_iter()
+            .max();
+        assert_eq!(strongest, Some(Action::Block));
+        assert!(Action::Redact > Action::Alert && Action::Alert > Action::Allow);
+    }
+
+    #[test]
+    fn threshold_and_off() {
+        let mut p = Policy::default();
+        p.set(
+            DetectorId::Pii,
+            DetectorPolicy {
+                mode: Mode::Alert,
+                threshold: 0.8,
+            },
+        );
+        assert_eq!(p.action_for(DetectorId::Pii, 0.79), None);
+        assert_eq!(p.action_for(DetectorId::Pii, 0.8), Some(Action::Alert));
+        p.set(
+            DetectorId::Pii,
+            DetectorPolicy {
+                mode: Mode::Off,
+                threshold: 0.0,
+            },
+        );
+        assert_eq!(p.action_for(DetectorId::Pii, 1.0), None);
+        assert!(!p.is_enabled(DetectorId::Pii));
+    }
+}

@@ -1,0 +1,113 @@
+//! Anthropic Messages wire format.
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::json::collect_content;
+use super::{ParseError, ParsedRequest};
+use crate::model::{Role, TextSlot};
+
+#[derive(Deserialize)]
+struct Request<'a> {
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    stream: Option<bool>,
+    #[serde(borrow, default)]
+    system: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    messages: Vec<Message<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Message<'a> {
+    #[serde(default)]
+    role: Option<String>,
+    #[serde(borrow, default)]
+    content: Option<&'a RawValue>,
+}
+
+pub fn parse_request(body: &str) -> Result<ParsedRequest, ParseError> {
+    let req: Request = serde_json::from_str(body)?;
+    let mut texts = Vec::new();
+    if let Some(system) = req.system {
+        collect_content(body, system, Role::System, &mut texts)?;
+    }
+    for msg in &req.messages {
+        let role = Role::from_name(msg.role.as_deref().unwrap_or("user"));
+        if let Some(content) = msg.content {
+            collect_content(body, content, role, &mut texts)?;
+        }
+    }
+    Ok(ParsedRequest {
+        texts,
+        model: req.model,
+        stream: req.stream.unwrap_or(false),
+    })
+}
+
+#[derive(Deserialize)]
+struct Answer<'a> {
+    #[serde(borrow, default)]
+    content: Option<&'a RawValue>,
+}
+
+pub fn parse_answer(body: &str) -> Result<Vec<TextSlot>, ParseError> {
+    let answer: Answer = serde_json::from_str(body)?;
+    let mut texts = Vec::new();
+    if let Some(content) = answer.content {
+        collect_content(body, content, Role::Assistant, &mut texts)?;
+    }
+    Ok(texts)
+}
+
+/// `{"type":"error","error":{"type","message"}}`, which the Anthropic SDKs raise as
+/// `APIStatusError` subclasses by status.
+pub fn error_body(status: u16, message: &str) -> String {
+    let kind = match status {
+        400 => "invalid_request_error",
+        401 => "authentication_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        413 => "request_too_large",
+        429 => "rate_limit_error",
+        _ => "api_error",
+    };
+    serde_json::json!({ "type": "error", "error": { "type": kind, "message": message } })
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn system_messages_tool_results_documents() {
+        let body = r#"{"model":"claude","system":[{"type":"text","text":"sys"}],"messages":[
+            {"role":"user","content":"hi"},
+            {"role":"user","content":[
+                {"type":"tool_result","tool_use_id":"t","content":[{"type":"text","text":"tool says"}]},
+                {"type":"document","source":{"type":"text","media_type":"text/plain","data":"doc"}}]}]}"#;
+        let got: Vec<(Role, String)> = parse_request(body)
+            .unwrap()
+            .texts
+            .into_iter()
+            .map(|t| (t.role, t.text))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (Role::System, "sys".into()),
+                (Role::User, "hi".into()),
+                (Role::Tool, "tool says".into()),
+                (Role::Document, "doc".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn answer_texts() {
+        let body = r#"{"id":"m","type":"message","content":[{"type":"text","text":"ok"}]}"#;
+        assert_eq!(parse_answer(body).unwrap()[0].text, "ok");
+    }
+}

@@ -1,0 +1,162 @@
+//! JSON helpers shared by the codecs. Texts are located as borrowed `RawValue`s, whose position
+//! in the body gives the byte range to rewrite: the rest of the body stays byte for byte.
+
+use serde_json::value::RawValue;
+
+use crate::model::{Role, TextSlot};
+use crate::providers::ParseError;
+
+/// Turns a raw JSON value borrowed from `body` into a text slot if it is a string.
+pub fn string_slot(body: &str, raw: &RawValue, role: Role) -> Result<Option<TextSlot>, ParseError> {
+    let literal = raw.get();
+    if !literal.starts_with('"') {
+        return Ok(None);
+    }
+    let text: String = serde_json::from_str(literal)?;
+    let start = offset_in(body, literal);
+    Ok(Some(TextSlot {
+        role,
+        literal: start..start + literal.len(),
+        text,
+    }))
+}
+
+/// Byte offset of `part` within `whole`; `part` must be borrowed from `whole`.
+fn offset_in(whole: &str, part: &str) -> usize {
+    (part.as_ptr() as usize).saturating_sub(whole.as_ptr() as usize)
+}
+
+/// Applies replacements of JSON string literals to a body. Each slot's `text` is written back,
+/// JSON-escaped, over its `literal` range; slots must not overlap.
+pub fn rewrite(body: &str, slots: &[&TextSlot]) -> String {
+    let mut sorted: Vec<&&TextSlot> = slots.iter().collect();
+    sorted.sort_by_key(|s| s.literal.start);
+    let mut out = String::with_capacity(body.len() + 64);
+    let mut at = 0;
+    for slot in sorted {
+        let (start, end) = (slot.literal.start, slot.literal.end);
+        if start < at || end > body.len() {
+            continue;
+        }
+        out.push_str(body.get(at..start).unwrap_or_default());
+        out.push_str(&quote(&slot.text));
+        at = end;
+    }
+    out.push_str(body.get(at..).unwrap_or_default());
+    out
+}
+
+/// JSON string literal for `text`.
+pub fn quote(text: &str) -> String {
+    serde_json::Value::from(text).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rewrite_keeps_every_other_byte() {
+        let body = r#"{"z":1,  "content": "hi \u00e9 there", "n": 2.50}"#;
+        let raw: serde_json::Map<String, serde_json::Value> = serde_json::from_str(body).unwrap();
+        assert_eq!(raw.len(), 3);
+        #[derive(serde::Deserialize)]
+        struct B<'a> {
+            #[serde(borrow)]
+            content: &'a RawValue,
+        }
+        let b: B = serde_json::from_str(body).unwrap();
+        let mut slot = string_slot(body, b.content, Role::User).unwrap().unwrap();
+        assert_eq!(slot.text, "hi é there");
+        slot.text = "hi \"<EMAIL_1>\"".into();
+        let out = rewrite(body, &[&slot]);
+        assert_eq!(out, r#"{"z":1,  "content": "hi \"<EMAIL_1>\"", "n": 2.50}"#);
+    }
+}
+
+/// One element of a content array, in any of the shapes the providers use: text parts,
+/// tool results (with nested content), function call outputs and text documents.
+#[derive(serde::Deserialize)]
+struct Part<'a> {
+    #[serde(rename = "type", default)]
+    kind: Option<String>,
+    #[serde(borrow, default)]
+    text: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    content: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    output: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    source: Option<Source<'a>>,
+    #[serde(default)]
+    role: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct Source<'a> {
+    #[serde(borrow, default)]
+    data: Option<&'a RawValue>,
+}
+
+/// How deep tool results may nest content before the rest is ignored: bounds recursion on
+/// hostile input.
+const MAX_CONTENT_DEPTH: usize = 4;
+
+/// Collects the texts of a `content`-like value: a string, or an array of parts.
+pub fn collect_content(
+    body: &str,
+    raw: &RawValue,
+    role: Role,
+    out: &mut Vec<TextSlot>,
+) -> Result<(), ParseError> {
+    collect_at_depth(body, raw, role, out, 0)
+}
+
+fn collect_at_depth(
+    body: &str,
+    raw: &RawValue,
+    role: Role,
+    out: &mut Vec<TextSlot>,
+    depth: usize,
+) -> Result<(), ParseError> {
+    let literal = raw.get();
+    if literal.starts_with('"') {
+        out.extend(string_slot(body, raw, role)?);
+        return Ok(());
+    }
+    if !literal.starts_with('[') || depth >= MAX_CONTENT_DEPTH {
+        return Ok(());
+    }
+    let items: Vec<&RawValue> = serde_json::from_str(literal)?;
+    for item in items {
+        // Arrays hold parts (objects), plain strings (embeddings and completions input) or
+        // token ids, which carry no text to inspect.
+        if item.get().starts_with('"') {
+            out.extend(string_slot(body, item, role)?);
+            continue;
+        }
+        if !item.get().starts_with('{') {
+            continue;
+        }
+        let part: Part = serde_json::from_str(item.get())?;
+        let role = match (part.kind.as_deref(), part.role.as_deref()) {
+            (Some("tool_result" | "function_call_output"), _) => Role::Tool,
+            (Some("document"), _) => Role::Document,
+            (_, Some(name)) => Role::from_name(name),
+            _ => role,
+        };
+        if let Some(text) = part.text {
+            out.extend(string_slot(body, text, role)?);
+        }
+        if let Some(output) = part.output {
+            out.extend(string_slot(body, output, role)?);
+        }
+        if let Some(data) = part.source.and_then(|s| s.data) {
+            out.extend(string_slot(body, data, Role::Document)?);
+        }
+        if let Some(content) = part.content {
+            collect_at_depth(body, content, role, out, depth + 1)?;
+        }
+    }
+    Ok(())
+}

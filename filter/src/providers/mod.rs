@@ -1,0 +1,150 @@
+//! Provider codecs: recognise which LLM API a request speaks, pull its texts into the neutral
+//! model (`model::TextSlot`), and write error answers in that provider's own format.
+
+pub mod anthropic;
+pub mod json;
+pub mod openai;
+
+use serde::Deserialize;
+
+use crate::model::TextSlot;
+
+/// The wire format family. OpenAI-compatible servers (vLLM, Ollama's /v1, Mistral) speak `OpenAi`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Provider {
+    #[serde(alias = "openai_compatible", alias = "azure_openai", alias = "mistral")]
+    OpenAi,
+    Anthropic,
+}
+
+impl Provider {
+    pub fn name(self) -> &'static str {
+        match self {
+            Provider::OpenAi => "openai",
+            Provider::Anthropic => "anthropic",
+        }
+    }
+}
+
+/// The API operation, which decides where the texts live in a body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Api {
+    ChatCompletions,
+    Responses,
+    Completions,
+    Embeddings,
+    Messages,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Endpoint {
+    pub provider: Provider,
+    pub api: Api,
+}
+
+/// Recognises an LLM API by its path (query string ignored). Azure OpenAI's
+/// `/openai/deployments/{name}/...` paths map to the OpenAI formats.
+pub fn endpoint_for_path(path: &str) -> Option<Endpoint> {
+    let path = path.split(['?', '#']).next().unwrap_or_default();
+    let path = path.trim_end_matches('/');
+    let openai = |api| {
+        Some(Endpoint {
+            provider: Provider::OpenAi,
+            api,
+        })
+    };
+    if path.ends_with("/chat/completions") {
+        openai(Api::ChatCompletions)
+    } else if path.ends_with("/responses") {
+        openai(Api::Responses)
+    } else if path.ends_with("/embeddings") {
+        openai(Api::Embeddings)
+    } else if path.ends_with("/completions") {
+        openai(Api::Completions)
+    } else if path.ends_with("/v1/messages") {
+        Some(Endpoint {
+            provider: Provider::Anthropic,
+            api: Api::Messages,
+        })
+    } else {
+        None
+    }
+}
+
+/// Why a body could not be read as the API it claims to be.
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    #[error("body is not valid JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("body is not UTF-8")]
+    NotUtf8,
+    #[error("body exceeds the {limit} byte inspection limit")]
+    TooLarge { limit: usize },
+    #[error("body is compressed ({0}) and cannot be inspected")]
+    Compressed(String),
+}
+
+/// The texts of a request body and what else the pipeline needs from it.
+#[derive(Debug, Default, PartialEq)]
+pub struct ParsedRequest {
+    pub texts: Vec<TextSlot>,
+    pub model: Option<String>,
+    pub stream: bool,
+}
+
+/// Extracts the texts of a request body for the given API.
+pub fn parse_request(endpoint: Endpoint, body: &str) -> Result<ParsedRequest, ParseError> {
+    match endpoint.provider {
+        Provider::OpenAi => openai::parse_request(endpoint.api, body),
+        Provider::Anthropic => anthropic::parse_request(body),
+    }
+}
+
+/// Extracts the answer texts of a non-streamed response body.
+pub fn parse_answer(endpoint: Endpoint, body: &str) -> Result<Vec<TextSlot>, ParseError> {
+    match endpoint.provider {
+        Provider::OpenAi => openai::parse_answer(endpoint.api, body),
+        Provider::Anthropic => anthropic::parse_answer(body),
+    }
+}
+
+/// A local error answer in the provider's own format, so SDK clients raise their usual error.
+pub fn error_body(provider: Provider, status: u16, code: &str, message: &str) -> String {
+    match provider {
+        Provider::OpenAi => openai::error_body(status, code, message),
+        Provider::Anthropic => anthropic::error_body(status, message),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_by_path() {
+        let cases = [
+            (
+                "/v1/chat/completions",
+                Some((Provider::OpenAi, Api::ChatCompletions)),
+            ),
+            (
+                "/openai/deployments/gpt4o/chat/completions?api-version=2024-10-21",
+                Some((Provider::OpenAi, Api::ChatCompletions)),
+            ),
+            ("/v1/responses", Some((Provider::OpenAi, Api::Responses))),
+            ("/v1/embeddings", Some((Provider::OpenAi, Api::Embeddings))),
+            (
+                "/v1/completions",
+                Some((Provider::OpenAi, Api::Completions)),
+            ),
+            ("/v1/messages", Some((Provider::Anthropic, Api::Messages))),
+            ("/v1/models", None),
+            ("/healthz", None),
+        ];
+        for (path, want) in cases {
+            let got = endpoint_for_path(path).map(|e| (e.provider, e.api));
+            assert_eq!(got, want, "{path}");
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! OpenAI wire formats (also Azure OpenAI, Mistral and OpenAI-compatible servers): Chat
+//! Completions, Responses, legacy Completions and Embeddings.
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::json::{collect_content, string_slot};
+use super::{Api, ParseError, ParsedRequest};
+use crate::model::{Role, TextSlot};
+
+#[derive(Deserialize)]
+struct Request<'a> {
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    stream: Option<bool>,
+    /// Chat Completions.
+    #[serde(borrow, default)]
+    messages: Vec<Message<'a>>,
+    /// Responses: system-level instructions.
+    #[serde(borrow, default)]
+    instructions: Option<&'a RawValue>,
+    /// Responses and Embeddings.
+    #[serde(borrow, default)]
+    input: Option<&'a RawValue>,
+    /// Legacy Completions.
+    #[serde(borrow, default)]
+    prompt: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct Message<'a> {
+    #[serde(default)]
+    role: Option<String>,
+    #[serde(borrow, default)]
+    content: Option<&'a RawValue>,
+}
+
+pub fn parse_request(api: Api, body: &str) -> Result<ParsedRequest, ParseError> {
+    let req: Request = serde_json::from_str(body)?;
+    let mut texts = Vec::new();
+    for msg in &req.messages {
+        let role = Role::from_name(msg.role.as_deref().unwrap_or("user"));
+        if let Some(content) = msg.content {
+            collect_content(body, content, role, &mut texts)?;
+        }
+    }
+    if let Some(instructions) = req.instructions {
+        texts.extend(string_slot(body, instructions, Role::System)?);
+    }
+    let input_role = if api == Api::Embeddings {
+        Role::Document
+    } else {
+        Role::User
+    };
+    for raw in [req.input, req.prompt].into_iter().flatten() {
+        collect_content(body, raw, input_role, &mut texts)?;
+    }
+    Ok(ParsedRequest {
+        texts,
+        model: req.model,
+        stream: req.stream.unwrap_or(false),
+    })
+}
+
+#[derive(Deserialize)]
+struct Answer<'a> {
+    #[serde(borrow, default)]
+    choices: Vec<Choice<'a>>,
+    /// Responses API output items.
+    #[serde(borrow, default)]
+    output: Vec<OutputItem<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Choice<'a> {
+    #[serde(borrow, default)]
+    message: Option<Message<'a>>,
+    /// Legacy Completions.
+    #[serde(borrow, default)]
+    text: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct OutputItem<'a> {
+    #[serde(borrow, default)]
+    content: Option<&'a RawValue>,
+}
+
+pub fn parse_answer(api: Api, body: &str) -> Result<Vec<TextSlot>, ParseError> {
+    if api == Api::Embeddings {
+        return Ok(Vec::new());
+    }
+    let answer: Answer = serde_json::from_str(body)?;
+    let mut texts = Vec::new();
+    for choice in &answer.choices {
+        if let Some(content) = choice.message.as_ref().and_then(|m| m.content) {
+            collect_content(body, content, Role::Assistant, &mut texts)?;
+        }
+        if let Some(text) = choice.text {
+            texts.extend(string_slot(body, text, Role::Assistant)?);
+        }
+    }
+    for item in &answer.output {
+        if let Some(content) = item.content {
+            collect_content(body, content, Role::Assistant, &mut texts)?;
+        }
+    }
+    Ok(texts)
+}
+
+/// `{"error": {"message", "type", "param", "code"}}`, the shape OpenAI SDKs turn into
+/// `APIStatusError` subclasses.
+pub fn error_body(status: u16, code: &str, message: &str) -> String {
+    let kind = match status {
+        400 | 413 => "invalid_request_error",
+        429 => "rate_limit_error",
+        _ => "policy_violation",
+    };
+    serde_json::json!({
+        "error": { "message": message, "type": kind, "param": null, "code": code }
+    })
+    .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn texts(api: Api, body: &str) -> Vec<(Role, String)> {
+        parse_request(api, body)
+            .unwrap()
+            .texts
+            .into_iter()
+            .map(|t| (t.role, t.text))
+            .collect()
+    }
+
+    #[test]
+    fn chat_string_and_part_contents() {
+        let body = r#"{"model":"gpt-4o","messages":[
+            {"role":"system","content":"be brief"},
+            {"role":"user","content":[{"type":"text","text":"hi"},{"type":"image_url","image_url":{"url":"x"}}]},
+            {"role":"assistant","content":null,"tool_calls":[]},
+            {"role":"tool","tool_call_id":"1","content":"sunny"}],"stream":true}"#;
+        assert_eq!(
+            texts(Api::ChatCompletions, body),
+            vec![
+                (Role::System, "be brief".into()),
+                (Role::User, "hi".into()),
+                (Role::Tool, "sunny".into())
+            ]
+        );
+        let parsed = parse_request(Api::ChatCompletions, body).unwrap();
+        assert!(parsed.stream);
+        assert_eq!(parsed.model.as_deref(), Some("gpt-4o"));
+    }
+
+    #[test]
+    fn responses_embeddings_completions() {
+        let body = r#"{"instructions":"sys","input":[{"role":"user","content":[{"type":"input_text","text":"q"}]},
+            {"type":"function_call_output","call_id":"c","output":"result"}]}"#;
+        assert_eq!(
+            texts(Api::Responses, body),
+            vec![
+                (Role::System, "sys".into()),
+                (Role::User, "q".into()),
+                (Role::Tool, "result".into())
+            ]
+        );
+        assert_eq!(
+            texts(Api::Embeddings, r#"{"input":["a","b"]}"#),
+            vec![(Role::Document, "a".into()), (Role::Document, "b".into())]
+        );
+        assert_eq!(
+            texts(Api::Completions, r#"{"prompt":"p"}"#),
+            vec![(Role::User, "p".into())]
+        );
+    }
+
+    #[test]
+    fn answers() {
+        let chat = r#"{"choices":[{"message":{"role":"assistant","content":"hello"}}]}"#;
+        let got = parse_answer(Api::ChatCompletions, chat).unwrap();
+        assert_eq!(got[0].text, "hello");
+        assert_eq!(&chat[got[0].literal.clone()], "\"hello\"");
+        let resp =
+            r#"{"output":[{"type":"message","content":[{"type":"output_text","text":"yo"}]}]}"#;
+        assert_eq!(parse_answer(Api::Responses, resp).unwrap()[0].text, "yo");
+    }
+
+    #[test]
+    fn malformed_is_an_error_not_a_panic() {
+        for body in [
+            "",
+            "{",
+            "[1,2]",
+            "{\"messages\":3}",
+            "{\"messages\":[{\"content\":[{\"text\":5}]}]}",
+        ] {
+            let _ = parse_request(Api::ChatCompletions, body);
+        }
+        assert!(parse_request(Api::ChatCompletions, "{").is_err());
+    }
+}

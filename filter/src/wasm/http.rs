@@ -1,0 +1,258 @@
+//! One HTTP stream: buffer an LLM request body, let the engine decide, apply the decision;
+//! then buffer the JSON answer to restore placeholders and run the output checks.
+
+use std::rc::Rc;
+use std::time::UNIX_EPOCH;
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::{Action as Flow, BufferType, MapType};
+
+use crate::engine::{BodyDecision, Engine, Exchange};
+use crate::policy::Action;
+use crate::providers::ParseError;
+
+use super::metrics::Metrics;
+
+/// How the answer body is handled.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    /// Forwarded as it comes.
+    Pass,
+    /// Buffered whole, then inspected and possibly rewritten.
+    Buffer,
+}
+
+pub struct Stream {
+    context_id: u32,
+    engine: Rc<Engine>,
+    metrics: Rc<Metrics>,
+    exchange: Option<Exchange>,
+    request_id: String,
+    /// The request body carried a `content-encoding` the filter cannot read.
+    request_encoding: Option<String>,
+    request_inspected: bool,
+    blocked: bool,
+    answer: Answer,
+}
+
+impl Stream {
+    pub fn new(context_id: u32, engine: Rc<Engine>, metrics: Rc<Metrics>) -> Stream {
+        Stream {
+            context_id,
+            engine,
+            metrics,
+            exchange: None,
+            request_id: String::new(),
+            request_encoding: None,
+            request_inspected: false,
+            blocked: false,
+            answer: Answer::Pass,
+        }
+    }
+
+    fn fresh_request_id(&self) -> String {
+        let nanos = hostcalls::get_current_time()
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos());
+        format!("sluice-{nanos:x}-{}", self.context_id)
+    }
+
+    /// Sends the local answer for a blocked exchange.
+    fn answer_locally(&mut self, status: u16, body: &str) {
+        self.blocked = true;
+        let mut headers = vec![
+            ("content-type", "application/json".to_owned()),
+            ("x-request-id", self.request_id.clone()),
+        ];
+        headers.extend(self.verdict_headers());
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        if let Err(e) =
+            hostcalls::send_http_response(u32::from(status), headers, Some(body.as_bytes()))
+        {
+            log::error!(
+                "sluice: request {}: local reply failed: {e:?}",
+                self.request_id
+            );
+        }
+    }
+
+    fn verdict_headers(&self) -> Vec<(&'static str, String)> {
+        let Some(ex) = &self.exchange else {
+            return Vec::new();
+        };
+        if !self.engine.config.expose_verdict_headers {
+            return Vec::new();
+        }
+        vec![
+            ("x-sluice-action", ex.verdict.action.name().to_owned()),
+            ("x-sluice-detections", ex.verdict.detections.join(",")),
+        ]
+    }
+
+    fn decide_request(&mut self, size: usize) -> BodyDecision {
+        let (engine, request_id) = (Rc::clone(&self.engine), self.request_id.clone());
+        let Some(ex) = self.exchange.as_mut() else {
+            return BodyDecision::Pass;
+        };
+        if size > engine.config.max_body_bytes {
+            let limit = engine.config.max_body_bytes;
+            return engine.cannot_inspect(ex, ParseError::TooLarge { limit }, &request_id);
+        }
+        if let Some(encoding) = self.request_encoding.clone() {
+            return engine.cannot_inspect(ex, ParseError::Compressed(encoding), &request_id);
+        }
+        match hostcalls::get_buffer(BufferType::HttpRequestBody, 0, size) {
+            Ok(body) => engine.inspect_request(ex, &body.unwrap_or_default(), &request_id),
+            Err(e) => {
+                log::error!("sluice: request {request_id}: cannot read body: {e:?}");
+                BodyDecision::Pass
+            }
+        }
+    }
+
+    fn apply(&mut self, buffer: BufferType, size: usize, decision: BodyDecision) -> Flow {
+        match decision {
+            BodyDecision::Pass => Flow::Continue,
+            BodyDecision::Rewrite(body) => {
+                if let Err(e) = hostcalls::set_buffer(buffer, 0, size, &body) {
+                    log::error!("sluice: request {}: rewrite failed: {e:?}", self.request_id);
+                }
+                Flow::Continue
+            }
+            BodyDecision::Block { status, body } => match buffer {
+                BufferType::HttpRequestBody => {
+                    self.answer_locally(status, &body);
+                    Flow::Pause
+                }
+                // The answer's status line is already on its way: replace the body instead.
+                _ => {
+                    if let Err(e) = hostcalls::set_buffer(buffer, 0, size, body.as_bytes()) {
+                        log::error!(
+                            "sluice: request {}: answer block failed: {e:?}",
+                            self.request_id
+                        );
+                    }
+                    Flow::Continue
+                }
+            },
+        }
+    }
+}
+
+fn header(map: MapType, name: &str) -> Option<String> {
+    hostcalls::get_map_value(map, name).ok().flatten()
+}
+
+fn remove_header(map: MapType, name: &str) {
+    let _ = hostcalls::set_map_value(map, name, None);
+}
+
+impl Context for Stream {}
+
+impl HttpContext for Stream {
+    fn on_http_request_headers(&mut self, _headers: usize, end_of_stream: bool) -> Flow {
+        let map = MapType::HttpRequestHeaders;
+        if end_of_stream || header(map, ":method").as_deref() != Some("POST") {
+            return Flow::Continue;
+        }
+        let Some(path) = header(map, ":path") else {
+            return Flow::Continue;
+        };
+        let Some(exchange) = self.engine.start(&path) else {
+            return Flow::Continue;
+        };
+        self.exchange = Some(exchange);
+        self.metrics.request();
+        self.request_id = header(map, "x-request-id").unwrap_or_else(|| self.fresh_request_id());
+        self.request_encoding =
+            header(map, "content-encoding").filter(|e| !e.eq_ignore_ascii_case("identity"));
+        // The body may be rewritten, so its length is no longer known; and answers must come
+        // back uncompressed to be inspected and restored.
+        remove_header(map, "content-length");
+        remove_header(map, "accept-encoding");
+        Flow::Continue
+    }
+
+    fn on_http_request_body(&mut self, size: usize, end_of_stream: bool) -> Flow {
+        if self.exchange.is_none() || self.request_inspected {
+            return Flow::Continue;
+        }
+        let over_limit = size > self.engine.config.max_body_bytes;
+        if !end_of_stream && !over_limit {
+            return Flow::Pause;
+        }
+        self.request_inspected = true;
+        let decision = self.decide_request(size);
+        self.apply(BufferType::HttpRequestBody, size, decision)
+    }
+
+    fn on_http_response_headers(&mut self, _headers: usize, end_of_stream: bool) -> Flow {
+        if self.blocked {
+            return Flow::Continue;
+        }
+        let Some(ex) = &self.exchange else {
+            return Flow::Continue;
+        };
+        let map = MapType::HttpResponseHeaders;
+        for (name, value) in self.verdict_headers() {
+            let _ = hostcalls::set_map_value(map, name, Some(&value));
+        }
+        let json = header(map, "content-type").is_some_and(|t| t.contains("json"));
+        let encoded = header(map, "content-encoding").is_some_and(|e| e != "identity");
+        if !end_of_stream && json && !encoded && !ex.stream {
+            self.answer = Answer::Buffer;
+            remove_header(map, "content-length");
+        }
+        Flow::Continue
+    }
+
+    fn on_http_response_body(&mut self, size: usize, end_of_stream: bool) -> Flow {
+        if self.answer != Answer::Buffer {
+            return Flow::Continue;
+        }
+        if size > self.engine.config.max_body_bytes {
+            log::warn!(
+                "sluice: request {}: answer over {} bytes passed uninspected",
+                self.request_id,
+                self.engine.config.max_body_bytes
+            );
+            self.answer = Answer::Pass;
+            return Flow::Continue;
+        }
+        if !end_of_stream {
+            return Flow::Pause;
+        }
+        self.answer = Answer::Pass;
+        let (engine, request_id) = (Rc::clone(&self.engine), self.request_id.clone());
+        let Some(ex) = self.exchange.as_mut() else {
+            return Flow::Continue;
+        };
+        let decision = match hostcalls::get_buffer(BufferType::HttpResponseBody, 0, size) {
+            Ok(body) => engine.inspect_answer(ex, &body.unwrap_or_default(), &request_id),
+            Err(_) => BodyDecision::Pass,
+        };
+        self.apply(BufferType::HttpResponseBody, size, decision)
+    }
+
+    fn on_log(&mut self) {
+        let Some(ex) = &self.exchange else {
+            return;
+        };
+        self.metrics.action(ex.verdict.action);
+        if ex.verdict.detections.contains(&crate::engine::PARSE_ERROR) {
+            self.metrics.parse_error();
+        }
+        if ex.verdict.action != Action::Allow {
+            log::info!(
+                "sluice: request {} {} {}: action={} detections={}",
+                self.request_id,
+                ex.endpoint.provider.name(),
+                self.engine.route_name(ex).unwrap_or("-"),
+                ex.verdict.action.name(),
+                ex.verdict.detections.join(",")
+            );
+        }
+    }
+}
