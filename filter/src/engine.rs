@@ -194,7 +194,7 @@ impl Engine {
         err: ParseError,
         request_id: &str,
     ) -> BodyDecision {
-        log::warn!("sluice: request {request_id}: {err}");
+        log::warn!("request {request_id}: {err}");
         match self.config.on_parse_error {
             Action::Block => {
                 let status = match err {

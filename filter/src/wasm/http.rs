@@ -72,7 +72,7 @@ impl Stream {
             hostcalls::send_http_response(u32::from(status), headers, Some(body.as_bytes()))
         {
             log::error!(
-                "sluice: request {}: local reply failed: {e:?}",
+                "request {}: local reply failed: {e:?}",
                 self.request_id
             );
         }
@@ -106,7 +106,7 @@ impl Stream {
         match hostcalls::get_buffer(BufferType::HttpRequestBody, 0, size) {
             Ok(body) => engine.inspect_request(ex, &body.unwrap_or_default(), &request_id),
             Err(e) => {
-                log::error!("sluice: request {request_id}: cannot read body: {e:?}");
+                log::error!("request {request_id}: cannot read body: {e:?}");
                 BodyDecision::Pass
             }
         }
@@ -117,7 +117,7 @@ impl Stream {
             BodyDecision::Pass => Flow::Continue,
             BodyDecision::Rewrite(body) => {
                 if let Err(e) = hostcalls::set_buffer(buffer, 0, size, &body) {
-                    log::error!("sluice: request {}: rewrite failed: {e:?}", self.request_id);
+                    log::error!("request {}: rewrite failed: {e:?}", self.request_id);
                 }
                 Flow::Continue
             }
@@ -130,7 +130,7 @@ impl Stream {
                 _ => {
                     if let Err(e) = hostcalls::set_buffer(buffer, 0, size, body.as_bytes()) {
                         log::error!(
-                            "sluice: request {}: answer block failed: {e:?}",
+                            "request {}: answer block failed: {e:?}",
                             self.request_id
                         );
                     }
@@ -214,7 +214,7 @@ impl HttpContext for Stream {
         }
         if size > self.engine.config.max_body_bytes {
             log::warn!(
-                "sluice: request {}: answer over {} bytes passed uninspected",
+                "request {}: answer over {} bytes passed uninspected",
                 self.request_id,
                 self.engine.config.max_body_bytes
             );
@@ -246,7 +246,7 @@ impl HttpContext for Stream {
         }
         if ex.verdict.action != Action::Allow {
             log::info!(
-                "sluice: request {} {} {}: action={} detections={}",
+                "request {} {} {}: action={} detections={}",
                 self.request_id,
                 ex.endpoint.provider.name(),
                 self.engine.route_name(ex).unwrap_or("-"),

@@ -35,11 +35,11 @@ impl RootContext for Root {
             Ok(config) => {
                 self.engine = Some(Rc::new(Engine::new(config)));
                 self.metrics = Some(Rc::new(Metrics::define()));
-                log::info!("sluice: configured");
+                log::info!("configured");
                 true
             }
             Err(e) => {
-                log::error!("sluice: {e}");
+                log::error!("{e}");
                 false
             }
         }
