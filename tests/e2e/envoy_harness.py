@@ -53,7 +53,7 @@ def shipped_plugin_config() -> dict:
 class Envoy:
     """One Envoy process; `url` is its listener, `admin` its admin endpoint."""
 
-    def __init__(self, provider_port: int, plugin_config=None, raw_plugin_config=None):
+    def __init__(self, provider_port: int, plugin_config=None, raw_plugin_config=None, with_filter=True):
         config = yaml.safe_load(SHIPPED_CONFIG.read_text())
         self.port, self.admin_port = free_port(), free_port()
         config["admin"]["address"]["socket_address"]["port_value"] = self.admin_port
@@ -68,6 +68,10 @@ class Envoy:
             raw_plugin_config = json.dumps(plugin_config)
         if raw_plugin_config is not None:
             wasm["configuration"]["value"] = raw_plugin_config
+        if not with_filter:
+            hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+            filters = hcm["typed_config"]["http_filters"]
+            hcm["typed_config"]["http_filters"] = [f for f in filters if f["name"] != "sluice"]
         self.dir = tempfile.TemporaryDirectory(prefix="sluice-envoy-")
         self.config_path = Path(self.dir.name) / "envoy.yaml"
         self.config_path.write_text(yaml.safe_dump(config))
@@ -76,11 +80,11 @@ class Envoy:
         self.admin = f"http://127.0.0.1:{self.admin_port}"
         self.proc = None
 
-    def start(self, timeout=20.0):
+    def start(self, timeout=20.0, extra_args=()):
         log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             [envoy_binary(), "-c", str(self.config_path), "--disable-hot-restart",
-             "--log-level", "info", "--concurrency", "1"],
+             "--log-level", "info", "--concurrency", "1", *extra_args],
             stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
         )
         deadline = time.monotonic() + timeout

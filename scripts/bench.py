@@ -1,0 +1,93 @@
+#!/usr/bin/env python3
+"""Whole-stack benchmark on loopback: wrk POSTs a 2 KB chat request through Envoy without the
+filter, with the filter and every detector off, and with the shipped detectors on. All variants
+run in the same invocation, interleaved, and are reported as ratios to Envoy without the filter.
+Bounded: each run lasts BENCH_SECONDS (default 5) and there are BENCH_ROUNDS (default 3) rounds.
+"""
+
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "e2e"))
+from envoy_harness import REPO, Envoy, free_port, shipped_plugin_config  # noqa: E402
+
+SECONDS = int(os.environ.get("BENCH_SECONDS", "5"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "8"))
+
+
+def chat_body(size=2048) -> str:
+    filler = ("Please summarise the quarterly report for the team, focusing on revenue, costs and "
+              "the hiring plan for next year. ")
+    text = (filler * (size // len(filler) + 1))[: size - 120]
+    return json.dumps({"model": "gpt-4o-mini", "messages": [
+        {"role": "system", "content": "You are a concise assistant."},
+        {"role": "user", "content": text}]})
+
+
+def wrk(url: str, body_file: Path) -> dict:
+    script = body_file.with_suffix(".lua")
+    script.write_text(
+        'wrk.method = "POST"\nwrk.headers["content-type"] = "application/json"\n'
+        f'local f = io.open("{body_file}")\nwrk.body = f:read("*a")\nf:close()\n')
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{SECONDS}s", "--latency", "-s", str(script), url],
+        capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    if re.search(r"Non-2xx or 3xx responses", out):
+        raise RuntimeError(f"errors during the run:\n{out}")
+
+    def pct(p):
+        m = re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)", out)
+        value, unit = float(m.group(1)), m.group(2)
+        return value * {"us": 1, "ms": 1e3, "s": 1e6}[unit]
+
+    return {"rps": rps, "p50": pct(50), "p99": pct(99)}
+
+
+def main():
+    target = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
+    port = free_port()
+    provider = subprocess.Popen([str(target / "release" / "sluice-fake-provider"), "--listen", f"127.0.0.1:{port}"],
+                                stdout=subprocess.PIPE, text=True)
+    provider.stdout.readline()
+    detectors_off = shipped_plugin_config()
+    detectors_off["detectors"] = {name: {"action": "off"} for name in detectors_off["detectors"]}
+    variants = {
+        "envoy, no filter": dict(with_filter=False),
+        "filter, detectors off": dict(plugin_config=detectors_off),
+        "filter, detectors on": dict(plugin_config=shipped_plugin_config()),
+    }
+    results = {name: [] for name in variants}
+    with tempfile.TemporaryDirectory() as tmp:
+        body = Path(tmp) / "body.json"
+        body.write_text(chat_body())
+        try:
+            for _ in range(ROUNDS):
+                for name, kwargs in variants.items():
+                    envoy = Envoy(port, **kwargs).start()
+                    try:
+                        wrk(f"{envoy.url}/v1/chat/completions", body)  # warm-up, discarded
+                        results[name].append(wrk(f"{envoy.url}/v1/chat/completions", body))
+                    finally:
+                        envoy.stop()
+        finally:
+            provider.terminate()
+    base = statistics.median(r["rps"] for r in results["envoy, no filter"])
+    print(f"\n2 KB chat POST, wrk -c{CONNECTIONS} {SECONDS}s x {ROUNDS} rounds, Envoy --concurrency 1 (medians)")
+    print(f"{'variant':<24}{'req/s':>10}{'ratio':>8}{'p50 us':>10}{'p99 us':>10}")
+    for name, runs in results.items():
+        rps = statistics.median(r["rps"] for r in runs)
+        p50 = statistics.median(r["p50"] for r in runs)
+        p99 = statistics.median(r["p99"] for r in runs)
+        print(f"{name:<24}{rps:>10.0f}{rps / base:>8.2f}{p50:>10.0f}{p99:>10.0f}")
+
+
+if __name__ == "__main__":
+    main()
