@@ -12,6 +12,7 @@ pub mod model;
 pub mod policy;
 pub mod providers;
 pub mod redact;
+pub mod stream;
 
 #[cfg(target_arch = "wasm32")]
 mod wasm;

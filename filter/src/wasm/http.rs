@@ -71,10 +71,7 @@ impl Stream {
         if let Err(e) =
             hostcalls::send_http_response(u32::from(status), headers, Some(body.as_bytes()))
         {
-            log::error!(
-                "request {}: local reply failed: {e:?}",
-                self.request_id
-            );
+            log::error!("request {}: local reply failed: {e:?}", self.request_id);
         }
     }
 
@@ -129,10 +126,7 @@ impl Stream {
                 // The answer's status line is already on its way: replace the body instead.
                 _ => {
                     if let Err(e) = hostcalls::set_buffer(buffer, 0, size, body.as_bytes()) {
-                        log::error!(
-                            "request {}: answer block failed: {e:?}",
-                            self.request_id
-                        );
+                        log::error!("request {}: answer block failed: {e:?}", self.request_id);
                     }
                     Flow::Continue
                 }

@@ -1,0 +1,2 @@
+//! Streamed answers: SSE re-framing, and per-provider reading of the text deltas they carry.
+pub mod sse;
