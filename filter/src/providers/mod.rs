@@ -2,6 +2,8 @@
 //! model (`model::TextSlot`), and write error answers in that provider's own format.
 
 pub mod anthropic;
+pub mod cohere;
+pub mod gemini;
 pub mod json;
 pub mod openai;
 
@@ -16,6 +18,8 @@ pub enum Provider {
     #[serde(alias = "openai_compatible", alias = "azure_openai", alias = "mistral")]
     OpenAi,
     Anthropic,
+    Gemini,
+    Cohere,
 }
 
 impl Provider {
@@ -23,6 +27,8 @@ impl Provider {
         match self {
             Provider::OpenAi => "openai",
             Provider::Anthropic => "anthropic",
+            Provider::Gemini => "gemini",
+            Provider::Cohere => "cohere",
         }
     }
 }
@@ -35,6 +41,10 @@ pub enum Api {
     Completions,
     Embeddings,
     Messages,
+    /// Gemini `generateContent` (and `streamGenerateContent`).
+    GenerateContent,
+    /// Cohere Chat v2.
+    Chat,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -67,6 +77,16 @@ pub fn endpoint_for_path(path: &str) -> Option<Endpoint> {
             provider: Provider::Anthropic,
             api: Api::Messages,
         })
+    } else if path.ends_with(":generateContent") || path.ends_with(":streamGenerateContent") {
+        Some(Endpoint {
+            provider: Provider::Gemini,
+            api: Api::GenerateContent,
+        })
+    } else if path.ends_with("/v2/chat") {
+        Some(Endpoint {
+            provider: Provider::Cohere,
+            api: Api::Chat,
+        })
     } else {
         None
     }
@@ -98,6 +118,8 @@ pub fn parse_request(endpoint: Endpoint, body: &str) -> Result<ParsedRequest, Pa
     match endpoint.provider {
         Provider::OpenAi => openai::parse_request(endpoint.api, body),
         Provider::Anthropic => anthropic::parse_request(body),
+        Provider::Gemini => gemini::parse_request(body),
+        Provider::Cohere => cohere::parse_request(body),
     }
 }
 
@@ -106,6 +128,8 @@ pub fn parse_answer(endpoint: Endpoint, body: &str) -> Result<Vec<TextSlot>, Par
     match endpoint.provider {
         Provider::OpenAi => openai::parse_answer(endpoint.api, body),
         Provider::Anthropic => anthropic::parse_answer(body),
+        Provider::Gemini => gemini::parse_answer(body),
+        Provider::Cohere => cohere::parse_answer(body),
     }
 }
 
@@ -114,6 +138,8 @@ pub fn error_body(provider: Provider, status: u16, code: &str, message: &str) ->
     match provider {
         Provider::OpenAi => openai::error_body(status, code, message),
         Provider::Anthropic => anthropic::error_body(status, message),
+        Provider::Gemini => gemini::error_body(status, message),
+        Provider::Cohere => cohere::error_body(message),
     }
 }
 
@@ -139,6 +165,15 @@ mod tests {
                 Some((Provider::OpenAi, Api::Completions)),
             ),
             ("/v1/messages", Some((Provider::Anthropic, Api::Messages))),
+            (
+                "/v1beta/models/gemini-2.0-flash:generateContent",
+                Some((Provider::Gemini, Api::GenerateContent)),
+            ),
+            (
+                "/v1beta/models/gemini-2.0-flash:streamGenerateContent?alt=sse",
+                Some((Provider::Gemini, Api::GenerateContent)),
+            ),
+            ("/v2/chat", Some((Provider::Cohere, Api::Chat))),
             ("/v1/models", None),
             ("/healthz", None),
         ];

@@ -1,0 +1,117 @@
+//! Cohere Chat v2 (`/v2/chat`) wire format.
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::json::collect_content;
+use super::{ParseError, ParsedRequest};
+use crate::model::{Role, TextSlot};
+
+#[derive(Deserialize)]
+struct Request<'a> {
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    stream: Option<bool>,
+    #[serde(borrow, default)]
+    messages: Vec<Message<'a>>,
+    /// Strings, or objects whose `data` holds the text fields.
+    #[serde(borrow, default)]
+    documents: Vec<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct Message<'a> {
+    #[serde(default)]
+    role: Option<String>,
+    #[serde(borrow, default)]
+    content: Option<&'a RawValue>,
+}
+
+pub fn parse_request(body: &str) -> Result<ParsedRequest, ParseError> {
+    let req: Request = serde_json::from_str(body)?;
+    let mut texts = Vec::new();
+    for msg in &req.messages {
+        let role = Role::from_name(msg.role.as_deref().unwrap_or("user"));
+        if let Some(content) = msg.content {
+            collect_content(body, content, role, &mut texts)?;
+        }
+    }
+    for raw in &req.documents {
+        collect_document(body, raw, &mut texts)?;
+    }
+    Ok(ParsedRequest {
+        texts,
+        model: req.model,
+        stream: req.stream.unwrap_or(false),
+    })
+}
+
+fn collect_document(body: &str, raw: &RawValue, out: &mut Vec<TextSlot>) -> Result<(), ParseError> {
+    #[derive(Deserialize)]
+    struct Doc<'a> {
+        #[serde(borrow, default)]
+        data: Option<std::collections::BTreeMap<String, &'a RawValue>>,
+    }
+    if raw.get().starts_with('"') {
+        return collect_content(body, raw, Role::Document, out);
+    }
+    if raw.get().starts_with('{') {
+        let doc: Doc = serde_json::from_str(raw.get())?;
+        for value in doc.data.unwrap_or_default().values() {
+            collect_content(body, value, Role::Document, out)?;
+        }
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct Answer<'a> {
+    #[serde(borrow, default)]
+    message: Option<Message<'a>>,
+}
+
+pub fn parse_answer(body: &str) -> Result<Vec<TextSlot>, ParseError> {
+    let answer: Answer = serde_json::from_str(body)?;
+    let mut texts = Vec::new();
+    if let Some(content) = answer.message.and_then(|m| m.content) {
+        collect_content(body, content, Role::Assistant, &mut texts)?;
+    }
+    Ok(texts)
+}
+
+/// Cohere's error shape: `{"message": "..."}`.
+pub fn error_body(message: &str) -> String {
+    serde_json::json!({ "message": message }).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_documents_and_answer() {
+        let body = r#"{"model":"command-r","messages":[{"role":"system","content":"sys"},
+            {"role":"user","content":[{"type":"text","text":"q"}]}],
+            "documents":["plain doc",{"id":"1","data":{"title":"T","snippet":"S"}}]}"#;
+        let got: Vec<(Role, String)> = parse_request(body)
+            .unwrap()
+            .texts
+            .into_iter()
+            .map(|t| (t.role, t.text))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (Role::System, "sys".into()),
+                (Role::User, "q".into()),
+                (Role::Document, "plain doc".into()),
+                (Role::Document, "S".into()),
+                (Role::Document, "T".into())
+            ]
+        );
+        let answer =
+            r#"{"id":"x","message":{"role":"assistant","content":[{"type":"text","text":"hey"}]}}"#;
+        assert_eq!(parse_answer(answer).unwrap()[0].text, "hey");
+    }
+}

@@ -1,0 +1,107 @@
+//! Google Gemini `generateContent` / `streamGenerateContent` wire format.
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::json::collect_content;
+use super::{ParseError, ParsedRequest};
+use crate::model::{Role, TextSlot};
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Request<'a> {
+    #[serde(borrow, default)]
+    contents: Vec<Content<'a>>,
+    #[serde(borrow, default, alias = "system_instruction")]
+    system_instruction: Option<Content<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Content<'a> {
+    #[serde(default)]
+    role: Option<String>,
+    #[serde(borrow, default)]
+    parts: Option<&'a RawValue>,
+}
+
+pub fn parse_request(body: &str) -> Result<ParsedRequest, ParseError> {
+    let req: Request = serde_json::from_str(body)?;
+    let mut texts = Vec::new();
+    if let Some(parts) = req.system_instruction.and_then(|c| c.parts) {
+        collect_content(body, parts, Role::System, &mut texts)?;
+    }
+    for content in &req.contents {
+        let role = Role::from_name(content.role.as_deref().unwrap_or("user"));
+        if let Some(parts) = content.parts {
+            collect_content(body, parts, role, &mut texts)?;
+        }
+    }
+    Ok(ParsedRequest {
+        texts,
+        model: None,
+        stream: false,
+    })
+}
+
+#[derive(Deserialize)]
+struct Answer<'a> {
+    #[serde(borrow, default)]
+    candidates: Vec<Candidate<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Candidate<'a> {
+    #[serde(borrow, default)]
+    content: Option<Content<'a>>,
+}
+
+/// Texts of an answer, or of one streamed chunk (which has the same shape).
+pub fn parse_answer(body: &str) -> Result<Vec<TextSlot>, ParseError> {
+    let answer: Answer = serde_json::from_str(body)?;
+    let mut texts = Vec::new();
+    for candidate in &answer.candidates {
+        if let Some(parts) = candidate.content.as_ref().and_then(|c| c.parts) {
+            collect_content(body, parts, Role::Assistant, &mut texts)?;
+        }
+    }
+    Ok(texts)
+}
+
+/// Google's error shape: `{"error":{"code","message","status"}}`.
+pub fn error_body(status: u16, message: &str) -> String {
+    let kind = match status {
+        400 | 413 | 415 => "INVALID_ARGUMENT",
+        429 => "RESOURCE_EXHAUSTED",
+        _ => "PERMISSION_DENIED",
+    };
+    serde_json::json!({ "error": { "code": status, "message": message, "status": kind } })
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_and_answer() {
+        let body = r#"{"systemInstruction":{"parts":[{"text":"sys"}]},
+            "contents":[{"role":"user","parts":[{"text":"hi"},{"inlineData":{"mimeType":"image/png","data":"AA=="}}]},
+                        {"role":"model","parts":[{"text":"earlier"}]}]}"#;
+        let got: Vec<(Role, String)> = parse_request(body)
+            .unwrap()
+            .texts
+            .into_iter()
+            .map(|t| (t.role, t.text))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (Role::System, "sys".into()),
+                (Role::User, "hi".into()),
+                (Role::Assistant, "earlier".into())
+            ]
+        );
+        let answer = r#"{"candidates":[{"content":{"role":"model","parts":[{"text":"yo"}]}}]}"#;
+        assert_eq!(parse_answer(answer).unwrap()[0].text, "yo");
+    }
+}
