@@ -26,6 +26,24 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub policy: Policy,
     pub routes: Vec<Route>,
+    /// The judge service, if configured; it applies to every route that does not opt out.
+    pub judge: Option<JudgeConfig>,
+}
+
+/// How the filter calls the judge service over gRPC.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JudgeConfig {
+    /// Envoy cluster of the judge (under Istio: `outbound|PORT||judge.NS.svc.cluster.local`).
+    pub cluster: String,
+    pub timeout_ms: u64,
+    /// Texts are sent only when the in-filter prompt-injection score reaches this; 0 sends all.
+    pub min_score: f32,
+    /// Longer texts are cut to this many bytes (at a character boundary) before sending.
+    pub max_text_bytes: usize,
+    /// What a `BLOCK` verdict does: `Block` or `Alert`.
+    pub action: Action,
+    /// What a judge error or timeout does: fail open (`Alert`) or closed (`Block`).
+    pub failure: Action,
 }
 
 /// A per-route override, matched by path prefix (first match wins).
@@ -36,6 +54,10 @@ pub struct Route {
     /// Forces the wire format instead of recognising it by path.
     pub provider: Option<Provider>,
     pub policy: Policy,
+    /// `false` keeps this route's texts away from the judge.
+    pub use_judge: bool,
+    /// Overrides `JudgeConfig::failure` on this route.
+    pub judge_failure: Option<Action>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -69,6 +91,48 @@ struct RawConfig {
     detectors: BTreeMap<String, RawDetector>,
     #[serde(default)]
     routes: Vec<RawRoute>,
+    #[serde(default)]
+    judge: Option<RawJudge>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJudge {
+    cluster: String,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+    #[serde(default)]
+    min_score: Option<f32>,
+    #[serde(default)]
+    max_text_bytes: Option<usize>,
+    #[serde(default)]
+    action: Option<RawJudgeAction>,
+    #[serde(default)]
+    failure: Option<RawFailure>,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+enum RawJudgeAction {
+    Alert,
+    Block,
+}
+
+/// `open`: allow and alert when the judge fails; `closed`: block.
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+enum RawFailure {
+    Open,
+    Closed,
+}
+
+impl RawFailure {
+    fn action(self) -> Action {
+        match self {
+            RawFailure::Open => Action::Alert,
+            RawFailure::Closed => Action::Block,
+        }
+    }
 }
 
 #[derive(Deserialize, Clone, Copy)]
@@ -96,6 +160,10 @@ struct RawRoute {
     provider: Option<Provider>,
     #[serde(default)]
     detectors: BTreeMap<String, RawDetector>,
+    #[serde(default)]
+    judge: Option<bool>,
+    #[serde(default)]
+    judge_failure: Option<RawFailure>,
 }
 
 impl Config {
@@ -138,8 +206,11 @@ impl Config {
                 path_prefix: r.path_prefix,
                 provider: r.provider,
                 policy,
+                use_judge: r.judge.unwrap_or(true),
+                judge_failure: r.judge_failure.map(RawFailure::action),
             });
         }
+        let judge = raw.judge.map(parse_judge).transpose()?;
         Ok(Config {
             expose_verdict_headers: raw.expose_verdict_headers,
             on_parse_error: match raw.on_parse_error.unwrap_or(RawParseErrorAction::Alert) {
@@ -151,6 +222,7 @@ impl Config {
             max_body_bytes,
             policy,
             routes,
+            judge,
         })
     }
 
@@ -166,6 +238,40 @@ impl Default for Config {
     fn default() -> Self {
         Config::parse(b"").unwrap_or_else(|_| unreachable!("empty configuration is valid"))
     }
+}
+
+fn parse_judge(raw: RawJudge) -> Result<JudgeConfig, ConfigError> {
+    if raw.cluster.trim().is_empty() {
+        return Err(ConfigError::new(
+            "judge.cluster",
+            "must name an Envoy cluster",
+        ));
+    }
+    let timeout_ms = raw.timeout_ms.unwrap_or(300);
+    if !(1..=60_000).contains(&timeout_ms) {
+        return Err(ConfigError::new(
+            "judge.timeout_ms",
+            "must be between 1 and 60000",
+        ));
+    }
+    let min_score = raw.min_score.unwrap_or(0.0);
+    if !(0.0..=1.0).contains(&min_score) {
+        return Err(ConfigError::new(
+            "judge.min_score",
+            "must be within 0.0..=1.0",
+        ));
+    }
+    Ok(JudgeConfig {
+        cluster: raw.cluster,
+        timeout_ms,
+        min_score,
+        max_text_bytes: raw.max_text_bytes.unwrap_or(8 * 1024).max(1),
+        action: match raw.action.unwrap_or(RawJudgeAction::Block) {
+            RawJudgeAction::Alert => Action::Alert,
+            RawJudgeAction::Block => Action::Block,
+        },
+        failure: raw.failure.unwrap_or(RawFailure::Open).action(),
+    })
 }
 
 fn apply_detectors(
@@ -233,6 +339,26 @@ mod tests {
         // Route policies start from the global one.
         assert_eq!(route.policy.get(DetectorId::Pii).threshold, 0.9);
         assert!(c.route_for("/v1/chat/completions").is_none());
+    }
+
+    #[test]
+    fn judge_config() {
+        let c = Config::parse(
+            br#"{"judge":{"cluster":"outbound|50051||judge.sluice.svc.cluster.local","failure":"closed"},
+                "routes":[{"name":"emb","path_prefix":"/v1/embeddings","judge":false},
+                          {"name":"chat","path_prefix":"/v1/chat","judge_failure":"open"}]}"#,
+        )
+        .unwrap();
+        let judge = c.judge.unwrap();
+        assert_eq!(judge.timeout_ms, 300);
+        assert_eq!(judge.failure, Action::Block);
+        assert_eq!(judge.action, Action::Block);
+        assert!(!c.routes[0].use_judge);
+        assert_eq!(c.routes[1].judge_failure, Some(Action::Alert));
+        let err = Config::parse(br#"{"judge":{"cluster":"j","timeout_ms":0}}"#).unwrap_err();
+        assert_eq!(err.field, "judge.timeout_ms");
+        let err = Config::parse(br#"{"judge":{"timeout_ms":5}}"#).unwrap_err();
+        assert!(err.reason.contains("cluster"), "{err}");
     }
 
     #[test]

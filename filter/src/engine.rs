@@ -2,8 +2,9 @@
 //! the detectors on every text, apply policy, and say what to do with the body. One `Engine` is
 //! built per configuration; one `Exchange` lives per HTTP request.
 
-use crate::config::Config;
+use crate::config::{Config, JudgeConfig};
 use crate::detect::{DetectorId, Detectors, Finding};
+use crate::judge;
 use crate::model::TextSlot;
 use crate::policy::{Action, Policy};
 use crate::providers::{self, json, Endpoint, ParseError};
@@ -26,6 +27,8 @@ pub struct Exchange {
     pub verdict: Verdict,
     pub model: Option<String>,
     pub stream: bool,
+    /// The encoded judge request, when this exchange must wait for the judge.
+    pub judge_request: Option<Vec<u8>>,
 }
 
 /// What was decided so far for an exchange: the strongest action and what fired.
@@ -37,7 +40,7 @@ pub struct Verdict {
 }
 
 impl Verdict {
-    fn record(&mut self, action: Action, name: &'static str) {
+    pub fn record(&mut self, action: Action, name: &'static str) {
         self.action = self.action.max(action);
         if let Err(at) = self.detections.binary_search(&name) {
             self.detections.insert(at, name);
@@ -83,7 +86,55 @@ impl Engine {
             verdict: Verdict::default(),
             model: None,
             stream: false,
+            judge_request: None,
         })
+    }
+
+    /// The judge settings that apply to this exchange, if it goes to the judge at all.
+    fn judge(&self, ex: &Exchange) -> Option<&JudgeConfig> {
+        let route = ex.route.and_then(|i| self.config.routes.get(i));
+        match route {
+            Some(r) if !r.use_judge => None,
+            _ => self.config.judge.as_ref(),
+        }
+    }
+
+    /// Where and how to send `ex.judge_request`: cluster and timeout.
+    pub fn judge_target(&self, ex: &Exchange) -> Option<(&str, u64)> {
+        self.judge(ex).map(|j| (j.cluster.as_str(), j.timeout_ms))
+    }
+
+    /// Folds the judge's answer (or failure) into the exchange: `Pass` resumes the request.
+    pub fn judge_answered(
+        &self,
+        ex: &mut Exchange,
+        grpc_status: u32,
+        message: &[u8],
+        request_id: &str,
+    ) -> BodyDecision {
+        let Some(config) = self.judge(ex) else {
+            return BodyDecision::Pass;
+        };
+        let route = ex.route.and_then(|i| self.config.routes.get(i));
+        let failure = route
+            .and_then(|r| r.judge_failure)
+            .unwrap_or(config.failure);
+        match judge::outcome(config, failure, grpc_status, message) {
+            judge::Outcome::Allow => BodyDecision::Pass,
+            judge::Outcome::Alert(name) => {
+                ex.verdict.record(Action::Alert, name);
+                BodyDecision::Pass
+            }
+            judge::Outcome::Block(name) => {
+                ex.verdict.record(Action::Block, name);
+                let status = if name == judge::JUDGE_ERROR {
+                    503
+                } else {
+                    self.config.block_status
+                };
+                self.block(ex, status, name, request_id)
+            }
+        }
     }
 
     fn policy(&self, ex: &Exchange) -> &Policy {
@@ -108,7 +159,8 @@ impl Engine {
         request_id: &str,
     ) -> BodyDecision {
         let policy = self.policy(ex);
-        if !policy.any_enabled() {
+        let judge = self.judge(ex);
+        if !policy.any_enabled() && judge.is_none() {
             return BodyDecision::Pass;
         }
         let Ok(text) = std::str::from_utf8(body) else {

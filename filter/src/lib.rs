@@ -8,6 +8,7 @@
 pub mod config;
 pub mod detect;
 pub mod engine;
+pub mod judge;
 pub mod model;
 pub mod policy;
 pub mod providers;

@@ -2,13 +2,14 @@
 //! then buffer the JSON answer to restore placeholders and run the output checks.
 
 use std::rc::Rc;
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, UNIX_EPOCH};
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action as Flow, BufferType, MapType};
 
 use crate::engine::{BodyDecision, Engine, Exchange};
+use crate::judge;
 use crate::policy::Action;
 use crate::providers::ParseError;
 
@@ -34,6 +35,8 @@ pub struct Stream {
     request_inspected: bool,
     blocked: bool,
     answer: Answer,
+    /// The judge call this request waits for.
+    judge_token: Option<u32>,
 }
 
 impl Stream {
@@ -48,6 +51,49 @@ impl Stream {
             request_inspected: false,
             blocked: false,
             answer: Answer::Pass,
+            judge_token: None,
+        }
+    }
+
+    /// Sends the exchange's judge request, if any. Returns true when the request must wait.
+    fn call_judge(&mut self) -> bool {
+        let engine = Rc::clone(&self.engine);
+        let Some(ex) = self.exchange.as_mut() else {
+            return false;
+        };
+        let Some(message) = ex.judge_request.take() else {
+            return false;
+        };
+        let Some((cluster, timeout_ms)) = engine.judge_target(ex) else {
+            return false;
+        };
+        let sent = hostcalls::dispatch_grpc_call(
+            cluster,
+            judge::SERVICE,
+            judge::METHOD,
+            Vec::new(),
+            Some(&message),
+            Duration::from_millis(timeout_ms),
+        );
+        match sent {
+            Ok(token) => {
+                self.judge_token = Some(token);
+                true
+            }
+            Err(e) => {
+                // An unknown cluster fails here, synchronously: same policy as a dead judge.
+                log::warn!(
+                    "request {}: judge call to `{cluster}` not sent: {e:?}",
+                    self.request_id
+                );
+                const UNAVAILABLE: u32 = 14;
+                let decision = engine.judge_answered(ex, UNAVAILABLE, &[], &self.request_id);
+                if let BodyDecision::Block { status, body } = decision {
+                    self.answer_locally(status, &body);
+                    return true;
+                }
+                false
+            }
         }
     }
 
@@ -143,7 +189,34 @@ fn remove_header(map: MapType, name: &str) {
     let _ = hostcalls::set_map_value(map, name, None);
 }
 
-impl Context for Stream {}
+impl Context for Stream {
+    fn on_grpc_call_response(&mut self, token: u32, status: u32, size: usize) {
+        if self.judge_token != Some(token) {
+            return;
+        }
+        self.judge_token = None;
+        let message = if size > 0 {
+            hostcalls::get_buffer(BufferType::GrpcReceiveBuffer, 0, size)
+                .ok()
+                .flatten()
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let engine = Rc::clone(&self.engine);
+        let Some(ex) = self.exchange.as_mut() else {
+            return;
+        };
+        match engine.judge_answered(ex, status, &message, &self.request_id) {
+            BodyDecision::Block { status, body } => self.answer_locally(status, &body),
+            _ => {
+                if let Err(e) = hostcalls::resume_http_request() {
+                    log::error!("request {}: cannot resume: {e:?}", self.request_id);
+                }
+            }
+        }
+    }
+}
 
 impl HttpContext for Stream {
     fn on_http_request_headers(&mut self, _headers: usize, end_of_stream: bool) -> Flow {
@@ -179,7 +252,10 @@ impl HttpContext for Stream {
         }
         self.request_inspected = true;
         let decision = self.decide_request(size);
-        self.apply(BufferType::HttpRequestBody, size, decision)
+        match self.apply(BufferType::HttpRequestBody, size, decision) {
+            Flow::Continue if self.call_judge() => Flow::Pause,
+            flow => flow,
+        }
     }
 
     fn on_http_response_headers(&mut self, _headers: usize, end_of_stream: bool) -> Flow {
