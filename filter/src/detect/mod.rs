@@ -1,9 +1,20 @@
 //! Detectors: find prompt injection, personal data, secrets and unsafe output in plain text.
-//! Patterns are compiled once (`Detectors::new`, at configure time) and shared by every request.
+//! Patterns are compiled once (`Detectors::new`, at configure time) and shared by every request;
+//! scanning never panics and never allocates more than a few buffers per text.
 
 use std::ops::Range;
 
 use crate::model::Role;
+
+pub mod injection;
+pub mod normalize;
+pub mod output;
+pub mod pii;
+pub mod secrets;
+
+pub use output::{
+    check_json, check_language, check_length, Language, LanguageExpectation, LengthLimit,
+};
 
 /// A detector that policy can switch and tune. `name()` is the key used in the configuration,
 /// in `x-sluice-detections` and in audit events.
@@ -15,16 +26,25 @@ pub enum DetectorId {
     OutputScript,
     OutputExfiltration,
     OutputRefusal,
+    /// Answer longer than a configured limit (`check_length`).
+    OutputLength,
+    /// Answer that must be JSON but is not (`check_json`).
+    OutputJson,
+    /// Answer in a language other than the expected ones (`check_language`).
+    OutputLanguage,
 }
 
 impl DetectorId {
-    pub const ALL: [DetectorId; 6] = [
+    pub const ALL: [DetectorId; 9] = [
         DetectorId::PromptInjection,
         DetectorId::Pii,
         DetectorId::Secrets,
         DetectorId::OutputScript,
         DetectorId::OutputExfiltration,
         DetectorId::OutputRefusal,
+        DetectorId::OutputLength,
+        DetectorId::OutputJson,
+        DetectorId::OutputLanguage,
     ];
 
     pub fn name(self) -> &'static str {
@@ -35,11 +55,19 @@ impl DetectorId {
             DetectorId::OutputScript => "output_script",
             DetectorId::OutputExfiltration => "output_exfiltration",
             DetectorId::OutputRefusal => "output_refusal",
+            DetectorId::OutputLength => "output_length",
+            DetectorId::OutputJson => "output_json",
+            DetectorId::OutputLanguage => "output_language",
         }
     }
 
     pub fn from_name(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|d| d.name() == name)
+    }
+
+    /// Whether findings of this detector are redactable values (PII, secrets) rather than signals.
+    pub fn is_value(self) -> bool {
+        matches!(self, DetectorId::Pii | DetectorId::Secrets)
     }
 }
 
@@ -56,7 +84,9 @@ pub struct Finding {
 
 /// The compiled detector set.
 pub struct Detectors {
-    _private: (),
+    injection: injection::InjectionDetector,
+    secrets: secrets::SecretDetector,
+    output: output::OutputDetector,
 }
 
 impl Default for Detectors {
@@ -67,16 +97,55 @@ impl Default for Detectors {
 
 impl Detectors {
     pub fn new() -> Self {
-        Detectors { _private: () }
+        Detectors {
+            injection: injection::InjectionDetector::new(),
+            secrets: secrets::SecretDetector::new(),
+            output: output::OutputDetector::new(),
+        }
     }
 
     /// Scans one text of a request (prompt, system text, tool result, document).
+    /// Findings are appended in detector order; value findings (PII, secrets) never overlap
+    /// each other, a secret winning over PII found inside it.
     pub fn scan_prompt(&self, text: &str, role: Role, out: &mut Vec<Finding>) {
-        let _ = (text, role, out);
+        self.injection.scan(text, role, out);
+        self.scan_values(text, out);
     }
 
-    /// Scans one text of an answer.
+    /// Scans one text of an answer: output checks, then PII and secrets (an answer may leak them).
     pub fn scan_answer(&self, text: &str, out: &mut Vec<Finding>) {
-        let _ = (text, out);
+        self.output.scan(text, out);
+        self.scan_values(text, out);
     }
+
+    /// Only the injection detector, with its score even below any threshold (None if no signal).
+    pub fn injection_score(&self, text: &str, role: Role) -> Option<Finding> {
+        let mut v = Vec::new();
+        self.injection.scan(text, role, &mut v);
+        v.pop()
+    }
+
+    /// PII and secrets only, non-overlapping, sorted by start.
+    pub fn scan_values(&self, text: &str, out: &mut Vec<Finding>) {
+        let start = out.len();
+        self.secrets.scan(text, out);
+        let secrets_end = out.len();
+        let mut pii = Vec::new();
+        pii::scan(text, &mut pii);
+        for f in pii {
+            let overlaps = out[start..secrets_end]
+                .iter()
+                .any(|s| s.span.start < f.span.end && f.span.start < s.span.end);
+            if !overlaps {
+                out.push(f);
+            }
+        }
+        out[start..].sort_by_key(|f| (f.span.start, f.span.end));
+    }
+}
+
+/// True if the byte at `i` (if any) is an ASCII alphanumeric: used for word-boundary checks.
+#[inline]
+pub(crate) fn is_alnum_at(b: &[u8], i: usize) -> bool {
+    b.get(i).is_some_and(|c| c.is_ascii_alphanumeric())
 }

@@ -1,0 +1,521 @@
+//! Secrets: credentials with a recognisable shape (provider prefixes, JWTs, PEM private keys,
+//! connection strings with passwords) and high-entropy values assigned to a key word
+//! (`api_key = "…"`, `Authorization: Bearer …`). Prefixes and key words are found with
+//! aho-corasick; each candidate is then read by hand and checked for length, charset,
+//! entropy and placeholder look (`xxxx`, `<token>`, `${VAR}`).
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+
+use super::{is_alnum_at, DetectorId, Finding};
+
+/// A provider token shape: literal prefix, body charset, body length range, kind.
+struct Shape {
+    prefix: &'static str,
+    body: Charset,
+    min: usize,
+    max: usize,
+    kind: &'static str,
+    /// Must the prefix start at a word boundary?
+    boundary: bool,
+}
+
+#[derive(Clone, Copy)]
+enum Charset {
+    /// A–Z a–z 0–9
+    Alnum,
+    /// Alnum plus `_` and `-`
+    Url,
+    /// Upper-case letters and digits 2–7 (AWS key ids)
+    UpperB32,
+    /// Alnum plus `_ - . / + =`
+    Wide,
+}
+
+impl Charset {
+    fn allows(self, c: u8) -> bool {
+        match self {
+            Charset::Alnum => c.is_ascii_alphanumeric(),
+            Charset::Url => c.is_ascii_alphanumeric() || c == b'_' || c == b'-',
+            Charset::UpperB32 => c.is_ascii_uppercase() || (b'2'..=b'7').contains(&c),
+            Charset::Wide => {
+                c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.' | b'/' | b'+' | b'=')
+            }
+        }
+    }
+}
+
+const fn shape(prefix: &'static str, body: Charset, min: usize, max: usize, kind: &'static str) -> Shape {
+    Shape { prefix, body, min, max, kind, boundary: true }
+}
+
+use Charset::*;
+
+const SHAPES: &[Shape] = &[
+    shape("sk-ant-api03-", Url, 95, 95, "ANTHROPIC_API_KEY"),
+    shape("sk-ant-admin01-", Url, 95, 95, "ANTHROPIC_API_KEY"),
+    shape("sk-proj-", Url, 40, 200, "OPENAI_API_KEY"),
+    shape("sk-svcacct-", Url, 40, 200, "OPENAI_API_KEY"),
+    shape("sk-admin-", Url, 40, 200, "OPENAI_API_KEY"),
+    shape("sk-", Alnum, 32, 64, "OPENAI_API_KEY"),
+    shape("AKIA", UpperB32, 16, 16, "AWS_ACCESS_KEY_ID"),
+    shape("ASIA", UpperB32, 16, 16, "AWS_ACCESS_KEY_ID"),
+    shape("ABIA", UpperB32, 16, 16, "AWS_ACCESS_KEY_ID"),
+    shape("ACCA", UpperB32, 16, 16, "AWS_ACCESS_KEY_ID"),
+    shape("A3T", Alnum, 17, 17, "AWS_ACCESS_KEY_ID"),
+    shape("ABSK", Wide, 100, 400, "AWS_BEDROCK_KEY"),
+    shape("ghp_", Alnum, 36, 36, "GITHUB_TOKEN"),
+    shape("gho_", Alnum, 36, 36, "GITHUB_TOKEN"),
+    shape("ghu_", Alnum, 36, 36, "GITHUB_TOKEN"),
+    shape("ghs_", Alnum, 36, 36, "GITHUB_TOKEN"),
+    shape("ghr_", Alnum, 36, 36, "GITHUB_TOKEN"),
+    shape("github_pat_", Url, 82, 82, "GITHUB_TOKEN"),
+    shape("glpat-", Url, 20, 60, "GITLAB_TOKEN"),
+    shape("gldt-", Url, 20, 60, "GITLAB_TOKEN"),
+    shape("glrt-", Url, 20, 60, "GITLAB_TOKEN"),
+    shape("glptt-", Url, 20, 60, "GITLAB_TOKEN"),
+    shape("glft-", Url, 20, 60, "GITLAB_TOKEN"),
+    shape("glsoat-", Url, 20, 60, "GITLAB_TOKEN"),
+    shape("glcbt-", Url, 20, 60, "GITLAB_TOKEN"),
+    shape("glimt-", Url, 25, 60, "GITLAB_TOKEN"),
+    shape("glagent-", Url, 50, 80, "GITLAB_TOKEN"),
+    shape("gloas-", Url, 64, 64, "GITLAB_TOKEN"),
+    shape("GR1348941", Url, 20, 60, "GITLAB_TOKEN"),
+    shape("xoxb-", Url, 20, 200, "SLACK_TOKEN"),
+    shape("xoxp-", Url, 20, 200, "SLACK_TOKEN"),
+    shape("xoxa-", Url, 20, 200, "SLACK_TOKEN"),
+    shape("xoxr-", Url, 20, 200, "SLACK_TOKEN"),
+    shape("xoxs-", Url, 20, 200, "SLACK_TOKEN"),
+    shape("xoxe.xox", Url, 20, 300, "SLACK_TOKEN"),
+    shape("xoxe-", Url, 20, 300, "SLACK_TOKEN"),
+    shape("xapp-", Url, 20, 200, "SLACK_TOKEN"),
+    shape("hooks.slack.com/services/", Wide, 30, 120, "SLACK_WEBHOOK"),
+    shape("hooks.slack.com/workflows/", Wide, 30, 120, "SLACK_WEBHOOK"),
+    shape("sk_live_", Alnum, 10, 200, "STRIPE_KEY"),
+    shape("sk_test_", Alnum, 10, 200, "STRIPE_KEY"),
+    shape("sk_prod_", Alnum, 10, 200, "STRIPE_KEY"),
+    shape("rk_live_", Alnum, 10, 200, "STRIPE_KEY"),
+    shape("rk_test_", Alnum, 10, 200, "STRIPE_KEY"),
+    shape("rk_prod_", Alnum, 10, 200, "STRIPE_KEY"),
+    shape("whsec_", Alnum, 24, 100, "STRIPE_KEY"),
+    shape("AIza", Url, 35, 35, "GOOGLE_API_KEY"),
+    shape("ya29.", Url, 30, 400, "GOOGLE_OAUTH_TOKEN"),
+    shape("GOCSPX-", Url, 28, 28, "GOOGLE_CLIENT_SECRET"),
+    shape("hf_", Alnum, 34, 34, "HUGGINGFACE_TOKEN"),
+    shape("api_org_", Alnum, 34, 34, "HUGGINGFACE_TOKEN"),
+    shape("npm_", Alnum, 36, 36, "NPM_TOKEN"),
+    shape("pypi-AgEIcHlwaS5vcmc", Url, 50, 300, "PYPI_TOKEN"),
+    shape("dop_v1_", Alnum, 64, 64, "DIGITALOCEAN_TOKEN"),
+    shape("doo_v1_", Alnum, 64, 64, "DIGITALOCEAN_TOKEN"),
+    shape("dor_v1_", Alnum, 64, 64, "DIGITALOCEAN_TOKEN"),
+    shape("SG.", Wide, 60, 70, "SENDGRID_KEY"),
+    shape("shpat_", Alnum, 32, 32, "SHOPIFY_TOKEN"),
+    shape("shpca_", Alnum, 32, 32, "SHOPIFY_TOKEN"),
+    shape("shppa_", Alnum, 32, 32, "SHOPIFY_TOKEN"),
+    shape("shpss_", Alnum, 32, 32, "SHOPIFY_TOKEN"),
+    shape("sntryu_", Alnum, 64, 64, "SENTRY_TOKEN"),
+    shape("sntrys_", Wide, 60, 300, "SENTRY_TOKEN"),
+    shape("pscale_tkn_", Url, 32, 64, "PLANETSCALE_TOKEN"),
+    shape("pscale_pw_", Url, 32, 64, "PLANETSCALE_TOKEN"),
+    shape("pscale_oauth_", Url, 32, 64, "PLANETSCALE_TOKEN"),
+    shape("AGE-SECRET-KEY-1", Alnum, 58, 58, "AGE_SECRET_KEY"),
+    shape("dt0c01.", Wide, 80, 100, "DYNATRACE_TOKEN"),
+    shape("sha256~", Url, 43, 43, "OPENSHIFT_TOKEN"),
+    shape("lin_api_", Alnum, 40, 40, "LINEAR_API_KEY"),
+    shape("figd_", Url, 40, 60, "FIGMA_TOKEN"),
+    shape("FlyV1 ", Wide, 40, 900, "FLYIO_TOKEN"),
+    shape("fm1r_", Wide, 40, 900, "FLYIO_TOKEN"),
+    shape("fm2_", Wide, 40, 900, "FLYIO_TOKEN"),
+    shape("fo1_", Url, 43, 43, "FLYIO_TOKEN"),
+    shape("hvs.", Url, 90, 120, "VAULT_TOKEN"),
+    shape("hvb.", Url, 130, 300, "VAULT_TOKEN"),
+    shape("sq0atp-", Url, 22, 22, "SQUARE_TOKEN"),
+    shape("sq0csp-", Url, 43, 43, "SQUARE_TOKEN"),
+    shape("EAAA", Url, 60, 60, "SQUARE_TOKEN"),
+    shape("EAACEdEose0cBA", Alnum, 20, 400, "FACEBOOK_TOKEN"),
+    shape("ATATT3", Url, 186, 186, "ATLASSIAN_TOKEN"),
+    shape("dapi", Alnum, 32, 40, "DATABRICKS_TOKEN"),
+    shape("glc_", Wide, 32, 400, "GRAFANA_TOKEN"),
+    shape("glsa_", Url, 32, 60, "GRAFANA_TOKEN"),
+    shape("PMAK-", Alnum, 59, 59, "POSTMAN_KEY"),
+    shape("rubygems_", Alnum, 48, 48, "RUBYGEMS_KEY"),
+    shape("pul-", Alnum, 40, 40, "PULUMI_TOKEN"),
+    shape("sgp_", Alnum, 40, 80, "SOURCEGRAPH_TOKEN"),
+    shape("tfp_", Alnum, 50, 60, "TERRAFORM_TOKEN"),
+    shape("xai-", Alnum, 80, 80, "XAI_API_KEY"),
+    shape("gsk_", Alnum, 52, 52, "GROQ_API_KEY"),
+    shape("r8_", Alnum, 37, 40, "REPLICATE_TOKEN"),
+    shape("ops_eyJ", Wide, 250, 2000, "ONEPASSWORD_TOKEN"),
+    shape("ico-", Url, 32, 32, "INFRACOST_TOKEN"),
+    shape("CLOJARS_", Alnum, 60, 60, "CLOJARS_TOKEN"),
+    shape("EZAK", Alnum, 54, 54, "EASYPOST_KEY"),
+    shape("EZTK", Alnum, 54, 54, "EASYPOST_KEY"),
+    shape("shippo_live_", Alnum, 40, 40, "SHIPPO_TOKEN"),
+    shape("shippo_test_", Alnum, 40, 40, "SHIPPO_TOKEN"),
+    shape("duffel_test_", Url, 43, 43, "DUFFEL_TOKEN"),
+    shape("duffel_live_", Url, 43, 43, "DUFFEL_TOKEN"),
+    shape("dp.pt.", Alnum, 43, 43, "DOPPLER_TOKEN"),
+    shape("pk.eyJ", Wide, 30, 300, "MAPBOX_TOKEN"),
+    shape("sk.eyJ", Wide, 30, 300, "MAPBOX_TOKEN"),
+    shape("nrak-", Alnum, 27, 27, "NEWRELIC_KEY"),
+    shape("NRAK-", Alnum, 27, 27, "NEWRELIC_KEY"),
+    shape("NRJS-", Alnum, 19, 19, "NEWRELIC_KEY"),
+    shape("oy2", Alnum, 43, 43, "NUGET_KEY"),
+    shape("prefect_", Alnum, 36, 36, "PREFECT_TOKEN"),
+    shape("scalingo_", Alnum, 40, 40, "SCALINGO_TOKEN"),
+    shape("tk_", Alnum, 40, 40, "SCALINGO_TOKEN"),
+    shape("ctfp_", Alnum, 30, 60, "CONTENTFUL_TOKEN"),
+];
+
+/// Key words after which an assigned high-entropy value is a secret.
+const KEYWORDS: &[&str] = &[
+    "token", "secret", "password", "passwd", "pwd", "api_key", "apikey", "api-key", "key",
+    "auth", "credential", "credentials", "bearer", "access", "private", "client_id", "clientid",
+    "client-id", "access_id", "accessid", "signature", "salt", "pass", "session", "cookie",
+    "license", "licence", "webhook", "dsn", "x-api-key", "id",
+];
+
+pub struct SecretDetector {
+    prefixes: Option<AhoCorasick>,
+    keywords: Option<AhoCorasick>,
+}
+
+impl Default for SecretDetector {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn finding(kind: &'static str, a: usize, b: usize, score: f32) -> Finding {
+    Finding {
+        detector: DetectorId::Secrets,
+        kind,
+        span: a..b,
+        score,
+    }
+}
+
+impl SecretDetector {
+    pub fn new() -> Self {
+        let prefixes = AhoCorasick::builder()
+            .match_kind(MatchKind::LeftmostLongest)
+            .build(SHAPES.iter().map(|s| s.prefix))
+            .ok();
+        let keywords = AhoCorasickBuilder::new()
+            .ascii_case_insensitive(true)
+            .match_kind(MatchKind::LeftmostLongest)
+            .build(KEYWORDS)
+            .ok();
+        SecretDetector { prefixes, keywords }
+    }
+
+    /// Appends secret findings, non-overlapping (specific shapes win over generic ones).
+    pub fn scan(&self, text: &str, out: &mut Vec<Finding>) {
+        let b = text.as_bytes();
+        let mut found: Vec<Finding> = Vec::new();
+        pem_keys(text, &mut found);
+        jwts(b, &mut found);
+        connection_strings(b, &mut found);
+        if let Some(ac) = &self.prefixes {
+            for m in ac.find_iter(text) {
+                let Some(s) = SHAPES.get(m.pattern().as_usize()) else {
+                    continue;
+                };
+                if s.boundary && m.start() > 0 && is_alnum_at(b, m.start() - 1) {
+                    continue;
+                }
+                let mut e = m.end();
+                while e < b.len() && s.body.allows(b[e]) && e - m.end() <= s.max {
+                    e += 1;
+                }
+                let n = e - m.end();
+                if n < s.min || n > s.max {
+                    continue;
+                }
+                let body = &text[m.end()..e];
+                if is_placeholder(body) || (n >= 16 && entropy(body) < 2.8) {
+                    continue;
+                }
+                found.push(finding(s.kind, m.start(), e, 0.95));
+            }
+        }
+        self.assigned(text, &mut found);
+        found.sort_by_key(|f| (f.span.start, std::cmp::Reverse(f.span.end)));
+        let mut last_end = 0;
+        for f in found {
+            if f.span.start >= last_end {
+                last_end = f.span.end;
+                out.push(f);
+            }
+        }
+    }
+
+    /// `key = value` and `Authorization: Bearer value` with a high-entropy value.
+    fn assigned(&self, text: &str, out: &mut Vec<Finding>) {
+        let Some(ac) = &self.keywords else { return };
+        let b = text.as_bytes();
+        for m in ac.find_iter(text) {
+            let mut p = m.end();
+            // Rest of the identifier: `_TOKEN4`, `Token`, `_key_id`.
+            while p < b.len() && (b[p].is_ascii_alphanumeric() || matches!(b[p], b'_' | b'-' | b'.')) {
+                p += 1;
+            }
+            while p < b.len() && matches!(b[p], b'"' | b'\'' | b'`' | b']') {
+                p += 1;
+            }
+            while p < b.len() && b[p] == b' ' {
+                p += 1;
+            }
+            let sep_start = p;
+            let rest = &b[p..];
+            if rest.starts_with(b":=") || rest.starts_with(b"=>") || rest.starts_with(b"->") {
+                p += 2;
+            } else if rest.first().is_some_and(|c| matches!(c, b':' | b'=')) {
+                p += 1;
+            } else if rest.len() >= 3 && rest[..3].eq_ignore_ascii_case(b"is ") {
+                p += 3;
+            }
+            let is_bearer = b
+                .get(m.start()..m.end())
+                .is_some_and(|k| k.eq_ignore_ascii_case(b"bearer"));
+            if p == sep_start && !is_bearer {
+                continue;
+            }
+            while p < b.len() && matches!(b[p], b' ' | b'\t' | b'"' | b'\'' | b'`' | b'\n' | b'\r') {
+                p += 1;
+                if p - sep_start > 24 {
+                    break;
+                }
+            }
+            for scheme in [&b"Bearer "[..], b"bearer ", b"Basic ", b"Token ", b"token "] {
+                if b.get(p..p + scheme.len()) == Some(scheme) {
+                    p += scheme.len();
+                }
+            }
+            let start = p;
+            while p < b.len()
+                && (b[p].is_ascii_alphanumeric()
+                    || matches!(b[p], b'_' | b'-' | b'.' | b'/' | b'+' | b'=' | b'~' | b':' | b'!' | b'@' | b'#' | b'$' | b'%' | b'^' | b'&' | b'*'))
+            {
+                p += 1;
+            }
+            let mut end = p;
+            while end > start && matches!(b[end - 1], b'.' | b':' | b',') {
+                end -= 1;
+            }
+            let Some(value) = text.get(start..end) else { continue };
+            if looks_secret(value) {
+                out.push(finding("GENERIC_SECRET", start, end, 0.7));
+            }
+        }
+    }
+}
+
+/// A value that reads like a credential: long enough, mixed, high entropy, not a placeholder.
+fn looks_secret(v: &str) -> bool {
+    let n = v.len();
+    if !(8..=512).contains(&n) || is_placeholder(v) {
+        return false;
+    }
+    let digits = v.bytes().filter(u8::is_ascii_digit).count();
+    let letters = v.bytes().filter(u8::is_ascii_alphabetic).count();
+    if letters == 0 && n < 20 || digits == 0 && n < 20 {
+        return false;
+    }
+    // Words, paths and identifiers: mostly letters with separators but no digits.
+    if v.starts_with("http") || v.starts_with('/') || v.starts_with("${") || v.contains("::") {
+        return false;
+    }
+    let h = entropy(v);
+    if n < 16 {
+        h >= 2.8
+    } else {
+        h >= 3.0
+    }
+}
+
+fn is_placeholder(v: &str) -> bool {
+    let lower = v.to_ascii_lowercase();
+    let b = lower.as_bytes();
+    let x_or_star = b.iter().filter(|c| matches!(c, b'x' | b'*' | b'.' | b'0' | b'#')).count();
+    x_or_star * 2 > b.len()
+        || ["example", "your_", "your-", "<", "{{", "${", "placeholder", "changeme", "redacted", "dummy", "sample", "fake", "xxxx"]
+            .iter()
+            .any(|p| lower.contains(p))
+        || b.windows(4).any(|w| w.iter().all(|c| *c == w[0]))
+}
+
+/// Shannon entropy in bits per byte.
+pub fn entropy(s: &str) -> f32 {
+    let mut counts = [0u32; 256];
+    for c in s.bytes() {
+        counts[c as usize] += 1;
+    }
+    let n = s.len() as f32;
+    if n == 0.0 {
+        return 0.0;
+    }
+    counts
+        .iter()
+        .filter(|c| **c > 0)
+        .map(|&c| {
+            let p = c as f32 / n;
+            -p * p.log2()
+        })
+        .sum()
+}
+
+fn pem_keys(text: &str, out: &mut Vec<Finding>) {
+    let mut from = 0;
+    while let Some(rel) = text.get(from..).and_then(|t| t.find("-----BEGIN ")) {
+        let s = from + rel;
+        let Some(head_end) = text.get(s + 11..).and_then(|t| t.find("-----")) else {
+            break;
+        };
+        let label = text.get(s + 11..s + 11 + head_end).unwrap_or("");
+        from = s + 11 + head_end + 5;
+        if !label.ends_with("PRIVATE KEY") || label.len() > 40 {
+            continue;
+        }
+        let end_marker = format!("-----END {label}-----");
+        let body_end = text.get(from..).and_then(|t| t.find(&end_marker));
+        let e = match body_end {
+            Some(r) => from + r + end_marker.len(),
+            // Truncated key: take the base64 body that follows.
+            None => {
+                let mut e = from;
+                let b = text.as_bytes();
+                while e < b.len() && (b[e].is_ascii_alphanumeric() || matches!(b[e], b'+' | b'/' | b'=' | b'\n' | b'\r' | b' ' | b'\\' | b':' | b'-' | b',')) {
+                    e += 1;
+                }
+                e
+            }
+        };
+        let body = text.get(from..e).unwrap_or("");
+        let body_chars = body.bytes().filter(|c| c.is_ascii_alphanumeric()).count();
+        if body_chars >= 40 && !is_placeholder(body.trim_end_matches(&end_marker[..])) {
+            out.push(finding("PRIVATE_KEY", s, e, 0.99));
+        }
+        from = e.max(from);
+    }
+}
+
+fn jwts(b: &[u8], out: &mut Vec<Finding>) {
+    let url = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b'-';
+    let mut i = 0;
+    while i + 3 < b.len() {
+        if &b[i..i + 3] != b"eyJ" || (i > 0 && url(b[i - 1])) {
+            i += 1;
+            continue;
+        }
+        let mut e = i;
+        let mut parts = [0usize; 3];
+        let mut k = 0;
+        while e < b.len() {
+            if url(b[e]) {
+                parts[k] += 1;
+            } else if b[e] == b'.' && k < 2 && b.get(e + 1).is_some_and(|c| url(*c)) {
+                k += 1;
+            } else {
+                break;
+            }
+            e += 1;
+        }
+        if k == 2 && parts[0] >= 10 && parts[1] >= 10 && b.get(i + parts[0] + 1..i + parts[0] + 4) == Some(b"eyJ") {
+            out.push(finding("JWT", i, e, 0.95));
+        }
+        i = e.max(i + 1);
+    }
+}
+
+/// `scheme://user:password@host` with a real-looking password.
+fn connection_strings(b: &[u8], out: &mut Vec<Finding>) {
+    let mut i = 0;
+    while i + 3 < b.len() {
+        if &b[i..i + 3] != b"://" {
+            i += 1;
+            continue;
+        }
+        let mut s = i;
+        while s > 0 && (b[s - 1].is_ascii_alphanumeric() || matches!(b[s - 1], b'+' | b'-' | b'.')) {
+            s -= 1;
+        }
+        let mut e = i + 3;
+        let mut colon = None;
+        let mut at = None;
+        while e < b.len() && !matches!(b[e], b' ' | b'\n' | b'"' | b'\'' | b'/' | b'`' | b'<' | b'>') {
+            match b[e] {
+                b':' if colon.is_none() => colon = Some(e),
+                b'@' => at = Some(e),
+                _ => {}
+            }
+            e += 1;
+        }
+        if let (Some(c), Some(a)) = (colon, at) {
+            if c < a && s < i {
+                let pw = std::str::from_utf8(&b[c + 1..a]).unwrap_or("");
+                if pw.len() >= 3 && !is_placeholder(pw) && !pw.starts_with('$') && !pw.eq_ignore_ascii_case("password") {
+                    let mut host_end = a + 1;
+                    while host_end < b.len() && !matches!(b[host_end], b' ' | b'\n' | b'"' | b'\'' | b'`' | b'<' | b'>' | b')') {
+                        host_end += 1;
+                    }
+                    out.push(finding("CONNECTION_STRING", s, host_end, 0.9));
+                    i = host_end;
+                    continue;
+                }
+            }
+        }
+        i += 3;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kinds(text: &str) -> Vec<(&'static str, String)> {
+        let d = SecretDetector::new();
+        let mut v = Vec::new();
+        d.scan(text, &mut v);
+        v.iter()
+            .map(|f| (f.kind, text.get(f.span.clone()).unwrap_or("?").to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn table() {
+        let ant = format!("sk-ant-api03-{}AA", "aB3dE6gH9jK2mN5pQ8sT1vW4yZ7bC0eF3hJ6kM9nP2rS5uV8xY1zA4cD7fG0iL3oR6tU9wX2aZ5bY8cX1dW4eV7fU0gT3hS6iR9jQ2kP".get(..93).unwrap_or(""));
+        let cases: Vec<(String, Vec<&str>)> = vec![
+            ("key: sk-proj-Ab3xY9kLm2Qr7Tz1Wc5Nv8Hj4Gf6Dp0SaBcDeFgHiJkLmNoPq".into(), vec!["OPENAI_API_KEY"]),
+            (ant, vec!["ANTHROPIC_API_KEY"]),
+            ("AKIAIOSFODNN7EXAMPLE".into(), vec![]),
+            ("id AKIAZ3MNQ4XK5PLRTW7Y here".into(), vec!["AWS_ACCESS_KEY_ID"]),
+            ("aws_secret_access_key = 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".into(), vec!["GENERIC_SECRET"]),
+            ("ghp_8aK2mZq9LwX4rT7yB1nC5vD3fG6hJ0pQsE2u".into(), vec!["GITHUB_TOKEN"]),
+            ("ghr_xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx".into(), vec![]),
+            ("glpat-Zx8Kq2Lm9Nw4Rt7Yb1Vc".into(), vec!["GITLAB_TOKEN"]),
+            ("xoxb-1234567890-0987654321-AbCdEfGhIjKlMnOpQrStUvWx".into(), vec!["SLACK_TOKEN"]),
+            ("sk_live_4eC39HqLyjWDarjtT1zdp7dc".into(), vec!["STRIPE_KEY"]),
+            ("AIzaSyD3kP9xQ2mLw8Rt5Yb7Nc1Vf4Hj6Gs0Ua_".into(), vec!["GOOGLE_API_KEY"]),
+            ("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U".into(), vec!["JWT"]),
+            ("-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA7bq9Xk2mLw8Rt5Yb7Nc1Vf4Hj6Gs0Ua3zQ\n-----END RSA PRIVATE KEY-----".into(), vec!["PRIVATE_KEY"]),
+            ("-----BEGIN OPENSSH PRIVATE KEY----------END OPENSSH PRIVATE KEY-----".into(), vec![]),
+            ("postgres://admin:S3cr3tPw9@db.internal:5432/app".into(), vec!["CONNECTION_STRING"]),
+            ("postgres://user:${PASSWORD}@db/app".into(), vec![]),
+            ("Authorization: Bearer 9f8e7d6c5b4a39281706f5e4d3c2b1a0".into(), vec!["GENERIC_SECRET"]),
+            ("the token is valid for one hour".into(), vec![]),
+            ("password: changeme".into(), vec![]),
+            ("api_key = \"YOUR_API_KEY_HERE\"".into(), vec![]),
+        ];
+        for (text, want) in cases {
+            let got: Vec<&str> = kinds(&text).iter().map(|k| k.0).collect();
+            assert_eq!(got, want, "text {text:?} -> {:?}", kinds(&text));
+        }
+    }
+
+    #[test]
+    fn odd_input() {
+        for s in ["-----BEGIN ", "eyJ", "eyJa.eyJ", "://", "a://b:c@", "token=", "sk-", "é token: é"] {
+            let _ = kinds(s);
+        }
+    }
+}
