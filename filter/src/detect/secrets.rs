@@ -44,8 +44,21 @@ impl Charset {
     }
 }
 
-const fn shape(prefix: &'static str, body: Charset, min: usize, max: usize, kind: &'static str) -> Shape {
-    Shape { prefix, body, min, max, kind, boundary: true }
+const fn shape(
+    prefix: &'static str,
+    body: Charset,
+    min: usize,
+    max: usize,
+    kind: &'static str,
+) -> Shape {
+    Shape {
+        prefix,
+        body,
+        min,
+        max,
+        kind,
+        boundary: true,
+    }
 }
 
 use Charset::*;
@@ -168,10 +181,37 @@ const SHAPES: &[Shape] = &[
 
 /// Key words after which an assigned high-entropy value is a secret.
 const KEYWORDS: &[&str] = &[
-    "token", "secret", "password", "passwd", "pwd", "api_key", "apikey", "api-key", "key",
-    "auth", "credential", "credentials", "bearer", "access", "private", "client_id", "clientid",
-    "client-id", "access_id", "accessid", "signature", "salt", "pass", "session", "cookie",
-    "license", "licence", "webhook", "dsn", "x-api-key", "id",
+    "token",
+    "secret",
+    "password",
+    "passwd",
+    "pwd",
+    "api_key",
+    "apikey",
+    "api-key",
+    "key",
+    "auth",
+    "credential",
+    "credentials",
+    "bearer",
+    "access",
+    "private",
+    "client_id",
+    "clientid",
+    "client-id",
+    "access_id",
+    "accessid",
+    "signature",
+    "salt",
+    "pass",
+    "session",
+    "cookie",
+    "license",
+    "licence",
+    "webhook",
+    "dsn",
+    "x-api-key",
+    "id",
 ];
 
 pub struct SecretDetector {
@@ -256,7 +296,9 @@ impl SecretDetector {
         for m in ac.find_iter(text) {
             let mut p = m.end();
             // Rest of the identifier: `_TOKEN4`, `Token`, `_key_id`.
-            while p < b.len() && (b[p].is_ascii_alphanumeric() || matches!(b[p], b'_' | b'-' | b'.')) {
+            while p < b.len()
+                && (b[p].is_ascii_alphanumeric() || matches!(b[p], b'_' | b'-' | b'.'))
+            {
                 p += 1;
             }
             while p < b.len() && matches!(b[p], b'"' | b'\'' | b'`' | b']') {
@@ -280,7 +322,8 @@ impl SecretDetector {
             if p == sep_start && !is_bearer {
                 continue;
             }
-            while p < b.len() && matches!(b[p], b' ' | b'\t' | b'"' | b'\'' | b'`' | b'\n' | b'\r') {
+            while p < b.len() && matches!(b[p], b' ' | b'\t' | b'"' | b'\'' | b'`' | b'\n' | b'\r')
+            {
                 p += 1;
                 if p - sep_start > 24 {
                     break;
@@ -294,7 +337,24 @@ impl SecretDetector {
             let start = p;
             while p < b.len()
                 && (b[p].is_ascii_alphanumeric()
-                    || matches!(b[p], b'_' | b'-' | b'.' | b'/' | b'+' | b'=' | b'~' | b':' | b'!' | b'@' | b'#' | b'$' | b'%' | b'^' | b'&' | b'*'))
+                    || matches!(
+                        b[p],
+                        b'_' | b'-'
+                            | b'.'
+                            | b'/'
+                            | b'+'
+                            | b'='
+                            | b'~'
+                            | b':'
+                            | b'!'
+                            | b'@'
+                            | b'#'
+                            | b'$'
+                            | b'%'
+                            | b'^'
+                            | b'&'
+                            | b'*'
+                    ))
             {
                 p += 1;
             }
@@ -302,7 +362,9 @@ impl SecretDetector {
             while end > start && matches!(b[end - 1], b'.' | b':' | b',') {
                 end -= 1;
             }
-            let Some(value) = text.get(start..end) else { continue };
+            let Some(value) = text.get(start..end) else {
+                continue;
+            };
             if looks_secret(value) {
                 out.push(finding("GENERIC_SECRET", start, end, 0.7));
             }
@@ -336,11 +398,28 @@ fn looks_secret(v: &str) -> bool {
 fn is_placeholder(v: &str) -> bool {
     let lower = v.to_ascii_lowercase();
     let b = lower.as_bytes();
-    let x_or_star = b.iter().filter(|c| matches!(c, b'x' | b'*' | b'.' | b'0' | b'#')).count();
+    let x_or_star = b
+        .iter()
+        .filter(|c| matches!(c, b'x' | b'*' | b'.' | b'0' | b'#'))
+        .count();
     x_or_star * 2 > b.len()
-        || ["example", "your_", "your-", "<", "{{", "${", "placeholder", "changeme", "redacted", "dummy", "sample", "fake", "xxxx"]
-            .iter()
-            .any(|p| lower.contains(p))
+        || [
+            "example",
+            "your_",
+            "your-",
+            "<",
+            "{{",
+            "${",
+            "placeholder",
+            "changeme",
+            "redacted",
+            "dummy",
+            "sample",
+            "fake",
+            "xxxx",
+        ]
+        .iter()
+        .any(|p| lower.contains(p))
         || b.windows(4).any(|w| w.iter().all(|c| *c == w[0]))
 }
 
@@ -384,7 +463,13 @@ fn pem_keys(text: &str, out: &mut Vec<Finding>) {
             None => {
                 let mut e = from;
                 let b = text.as_bytes();
-                while e < b.len() && (b[e].is_ascii_alphanumeric() || matches!(b[e], b'+' | b'/' | b'=' | b'\n' | b'\r' | b' ' | b'\\' | b':' | b'-' | b',')) {
+                while e < b.len()
+                    && (b[e].is_ascii_alphanumeric()
+                        || matches!(
+                            b[e],
+                            b'+' | b'/' | b'=' | b'\n' | b'\r' | b' ' | b'\\' | b':' | b'-' | b','
+                        ))
+                {
                     e += 1;
                 }
                 e
@@ -420,7 +505,11 @@ fn jwts(b: &[u8], out: &mut Vec<Finding>) {
             }
             e += 1;
         }
-        if k == 2 && parts[0] >= 10 && parts[1] >= 10 && b.get(i + parts[0] + 1..i + parts[0] + 4) == Some(b"eyJ") {
+        if k == 2
+            && parts[0] >= 10
+            && parts[1] >= 10
+            && b.get(i + parts[0] + 1..i + parts[0] + 4) == Some(b"eyJ")
+        {
             out.push(finding("JWT", i, e, 0.95));
         }
         i = e.max(i + 1);
@@ -436,13 +525,19 @@ fn connection_strings(b: &[u8], out: &mut Vec<Finding>) {
             continue;
         }
         let mut s = i;
-        while s > 0 && (b[s - 1].is_ascii_alphanumeric() || matches!(b[s - 1], b'+' | b'-' | b'.')) {
+        while s > 0 && (b[s - 1].is_ascii_alphanumeric() || matches!(b[s - 1], b'+' | b'-' | b'.'))
+        {
             s -= 1;
         }
         let mut e = i + 3;
         let mut colon = None;
         let mut at = None;
-        while e < b.len() && !matches!(b[e], b' ' | b'\n' | b'"' | b'\'' | b'/' | b'`' | b'<' | b'>') {
+        while e < b.len()
+            && !matches!(
+                b[e],
+                b' ' | b'\n' | b'"' | b'\'' | b'/' | b'`' | b'<' | b'>'
+            )
+        {
             match b[e] {
                 b':' if colon.is_none() => colon = Some(e),
                 b'@' => at = Some(e),
@@ -453,9 +548,18 @@ fn connection_strings(b: &[u8], out: &mut Vec<Finding>) {
         if let (Some(c), Some(a)) = (colon, at) {
             if c < a && s < i {
                 let pw = std::str::from_utf8(&b[c + 1..a]).unwrap_or("");
-                if pw.len() >= 3 && !is_placeholder(pw) && !pw.starts_with('$') && !pw.eq_ignore_ascii_case("password") {
+                if pw.len() >= 3
+                    && !is_placeholder(pw)
+                    && !pw.starts_with('$')
+                    && !pw.eq_ignore_ascii_case("password")
+                {
                     let mut host_end = a + 1;
-                    while host_end < b.len() && !matches!(b[host_end], b' ' | b'\n' | b'"' | b'\'' | b'`' | b'<' | b'>' | b')') {
+                    while host_end < b.len()
+                        && !matches!(
+                            b[host_end],
+                            b' ' | b'\n' | b'"' | b'\'' | b'`' | b'<' | b'>' | b')'
+                        )
+                    {
                         host_end += 1;
                     }
                     out.push(finding("CONNECTION_STRING", s, host_end, 0.9));
@@ -514,7 +618,16 @@ mod tests {
 
     #[test]
     fn odd_input() {
-        for s in ["-----BEGIN ", "eyJ", "eyJa.eyJ", "://", "a://b:c@", "token=", "sk-", "é token: é"] {
+        for s in [
+            "-----BEGIN ",
+            "eyJ",
+            "eyJa.eyJ",
+            "://",
+            "a://b:c@",
+            "token=",
+            "sk-",
+            "é token: é",
+        ] {
             let _ = kinds(s);
         }
     }

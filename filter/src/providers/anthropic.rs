@@ -4,7 +4,8 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::json::collect_content;
-use super::{ParseError, ParsedRequest};
+use super::json::string_slot;
+use super::{ParseError, ParsedRequest, StreamEvent};
 use crate::model::{Role, TextSlot};
 
 #[derive(Deserialize)]
@@ -61,6 +62,37 @@ pub fn parse_answer(body: &str) -> Result<Vec<TextSlot>, ParseError> {
     Ok(texts)
 }
 
+#[derive(Deserialize)]
+struct Event<'a> {
+    #[serde(rename = "type", default)]
+    kind: Option<String>,
+    #[serde(borrow, default)]
+    delta: Option<Delta<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Delta<'a> {
+    #[serde(borrow, default)]
+    text: Option<&'a RawValue>,
+}
+
+/// `content_block_delta` carries `text_delta`s; a block, the message delta and the message end
+/// close the text.
+pub fn stream_event(data: &str) -> Result<StreamEvent, ParseError> {
+    let event: Event = serde_json::from_str(data)?;
+    let mut out = StreamEvent::default();
+    match event.kind.as_deref() {
+        Some("content_block_delta") => {
+            if let Some(text) = event.delta.and_then(|d| d.text) {
+                out.deltas.extend(string_slot(data, text, Role::Assistant)?);
+            }
+        }
+        Some("content_block_stop" | "message_delta" | "message_stop") => out.ends_text = true,
+        _ => {}
+    }
+    Ok(out)
+}
+
 /// `{"type":"error","error":{"type","message"}}`, which the Anthropic SDKs raise as
 /// `APIStatusError` subclasses by status.
 pub fn error_body(status: u16, message: &str) -> String {
@@ -102,6 +134,22 @@ mod tests {
                 (Role::Tool, "tool says".into()),
                 (Role::Document, "doc".into())
             ]
+        );
+    }
+
+    #[test]
+    fn stream_events() {
+        let d =
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hi"}}"#;
+        assert_eq!(stream_event(d).unwrap().deltas[0].text, "Hi");
+        assert!(
+            stream_event(r#"{"type":"content_block_stop","index":0}"#)
+                .unwrap()
+                .ends_text
+        );
+        assert_eq!(
+            stream_event(r#"{"type":"ping"}"#).unwrap(),
+            StreamEvent::default()
         );
     }
 

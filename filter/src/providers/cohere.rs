@@ -4,7 +4,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::json::collect_content;
-use super::{ParseError, ParsedRequest};
+use super::{ParseError, ParsedRequest, StreamEvent};
 use crate::model::{Role, TextSlot};
 
 #[derive(Deserialize)]
@@ -78,6 +78,54 @@ pub fn parse_answer(body: &str) -> Result<Vec<TextSlot>, ParseError> {
         collect_content(body, content, Role::Assistant, &mut texts)?;
     }
     Ok(texts)
+}
+
+#[derive(Deserialize)]
+struct Event<'a> {
+    #[serde(rename = "type", default)]
+    kind: Option<String>,
+    #[serde(borrow, default)]
+    delta: Option<EventDelta<'a>>,
+}
+
+#[derive(Deserialize)]
+struct EventDelta<'a> {
+    #[serde(borrow, default)]
+    message: Option<DeltaMessage<'a>>,
+}
+
+#[derive(Deserialize)]
+struct DeltaMessage<'a> {
+    #[serde(borrow, default)]
+    content: Option<DeltaContent<'a>>,
+}
+
+#[derive(Deserialize)]
+struct DeltaContent<'a> {
+    #[serde(borrow, default)]
+    text: Option<&'a RawValue>,
+}
+
+/// `content-delta` events carry `delta.message.content.text`.
+pub fn stream_event(data: &str) -> Result<StreamEvent, ParseError> {
+    let event: Event = serde_json::from_str(data)?;
+    let mut out = StreamEvent::default();
+    match event.kind.as_deref() {
+        Some("content-delta") => {
+            let text = event
+                .delta
+                .and_then(|d| d.message)
+                .and_then(|m| m.content)
+                .and_then(|c| c.text);
+            if let Some(text) = text {
+                out.deltas
+                    .extend(super::json::string_slot(data, text, Role::Assistant)?);
+            }
+        }
+        Some("content-end" | "message-end") => out.ends_text = true,
+        _ => {}
+    }
+    Ok(out)
 }
 
 /// Cohere's error shape: `{"message": "..."}`.

@@ -4,7 +4,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::json::collect_content;
-use super::{ParseError, ParsedRequest};
+use super::{ParseError, ParsedRequest, StreamEvent};
 use crate::model::{Role, TextSlot};
 
 #[derive(Deserialize)]
@@ -50,9 +50,12 @@ struct Answer<'a> {
 }
 
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct Candidate<'a> {
     #[serde(borrow, default)]
     content: Option<Content<'a>>,
+    #[serde(default)]
+    finish_reason: Option<String>,
 }
 
 /// Texts of an answer, or of one streamed chunk (which has the same shape).
@@ -65,6 +68,15 @@ pub fn parse_answer(body: &str) -> Result<Vec<TextSlot>, ParseError> {
         }
     }
     Ok(texts)
+}
+
+/// Each streamed chunk is a partial answer: its texts are deltas.
+pub fn stream_event(data: &str) -> Result<StreamEvent, ParseError> {
+    let answer: Answer = serde_json::from_str(data)?;
+    Ok(StreamEvent {
+        deltas: parse_answer(data)?,
+        ends_text: answer.candidates.iter().any(|c| c.finish_reason.is_some()),
+    })
 }
 
 /// Google's error shape: `{"error":{"code","message","status"}}`.

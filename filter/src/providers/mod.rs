@@ -133,6 +133,43 @@ pub fn parse_answer(endpoint: Endpoint, body: &str) -> Result<Vec<TextSlot>, Par
     }
 }
 
+/// What one streamed event carries: incremental answer text, and whether a run of text ends
+/// with it (held-back text must be sent before such an event).
+#[derive(Debug, Default, PartialEq)]
+pub struct StreamEvent {
+    /// Text deltas, located in the event's `data`.
+    pub deltas: Vec<TextSlot>,
+    pub ends_text: bool,
+}
+
+/// Reads one streamed event (`name` is its SSE `event:` field, `data` its data).
+pub fn stream_event(endpoint: Endpoint, name: Option<&str>, data: &str) -> StreamEvent {
+    let read = match endpoint.provider {
+        Provider::OpenAi => openai::stream_event(data),
+        Provider::Anthropic => anthropic::stream_event(data),
+        Provider::Gemini => gemini::stream_event(data),
+        Provider::Cohere => cohere::stream_event(data),
+    };
+    read.unwrap_or_else(|_| StreamEvent {
+        deltas: Vec::new(),
+        // `[DONE]` and other non-JSON markers close the text too.
+        ends_text: name.is_some() || !data.trim_start().starts_with('{'),
+    })
+}
+
+/// The event that stops a stream with an error the provider's SDKs raise.
+pub fn stream_error_event(provider: Provider, code: &str, message: &str) -> String {
+    match provider {
+        Provider::Anthropic => format!(
+            "event: error\ndata: {}\n\n",
+            anthropic::error_body(403, message)
+        ),
+        Provider::OpenAi => format!("data: {}\n\n", openai::error_body(403, code, message)),
+        Provider::Gemini => format!("data: {}\n\n", gemini::error_body(403, message)),
+        Provider::Cohere => format!("event: error\ndata: {}\n\n", cohere::error_body(message)),
+    }
+}
+
 /// A local error answer in the provider's own format, so SDK clients raise their usual error.
 pub fn error_body(provider: Provider, status: u16, code: &str, message: &str) -> String {
     match provider {

@@ -5,7 +5,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::json::{collect_content, string_slot};
-use super::{Api, ParseError, ParsedRequest};
+use super::{Api, ParseError, ParsedRequest, StreamEvent};
 use crate::model::{Role, TextSlot};
 
 #[derive(Deserialize)]
@@ -109,6 +109,60 @@ pub fn parse_answer(api: Api, body: &str) -> Result<Vec<TextSlot>, ParseError> {
     Ok(texts)
 }
 
+#[derive(Deserialize)]
+struct Chunk<'a> {
+    #[serde(rename = "type", default)]
+    kind: Option<String>,
+    #[serde(borrow, default)]
+    choices: Vec<ChunkChoice<'a>>,
+    /// Responses API `response.output_text.delta`.
+    #[serde(borrow, default)]
+    delta: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct ChunkChoice<'a> {
+    #[serde(borrow, default)]
+    delta: Option<Message<'a>>,
+    #[serde(borrow, default)]
+    text: Option<&'a RawValue>,
+    #[serde(default)]
+    finish_reason: Option<String>,
+}
+
+/// Chat Completions and legacy Completions chunks, and Responses API typed events.
+pub fn stream_event(data: &str) -> Result<StreamEvent, ParseError> {
+    let chunk: Chunk = serde_json::from_str(data)?;
+    let mut event = StreamEvent::default();
+    for choice in &chunk.choices {
+        if let Some(content) = choice.delta.as_ref().and_then(|d| d.content) {
+            event
+                .deltas
+                .extend(string_slot(data, content, Role::Assistant)?);
+        }
+        if let Some(text) = choice.text {
+            event
+                .deltas
+                .extend(string_slot(data, text, Role::Assistant)?);
+        }
+        event.ends_text |= choice.finish_reason.is_some();
+    }
+    match chunk.kind.as_deref() {
+        Some("response.output_text.delta") => {
+            if let Some(delta) = chunk.delta {
+                event
+                    .deltas
+                    .extend(string_slot(data, delta, Role::Assistant)?);
+            }
+        }
+        Some(kind) if kind.ends_with(".done") || kind == "response.completed" => {
+            event.ends_text = true;
+        }
+        _ => {}
+    }
+    Ok(event)
+}
+
 /// `{"error": {"message", "type", "param", "code"}}`, the shape OpenAI SDKs turn into
 /// `APIStatusError` subclasses.
 pub fn error_body(status: u16, code: &str, message: &str) -> String {
@@ -187,6 +241,22 @@ mod tests {
         let resp =
             r#"{"output":[{"type":"message","content":[{"type":"output_text","text":"yo"}]}]}"#;
         assert_eq!(parse_answer(Api::Responses, resp).unwrap()[0].text, "yo");
+    }
+
+    #[test]
+    fn stream_events() {
+        let chunk =
+            r#"{"id":"c","choices":[{"index":0,"delta":{"content":"Hel"},"finish_reason":null}]}"#;
+        let e = stream_event(chunk).unwrap();
+        assert_eq!(e.deltas[0].text, "Hel");
+        assert!(!e.ends_text);
+        let last = r#"{"id":"c","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#;
+        assert!(stream_event(last).unwrap().ends_text);
+        let resp = r#"{"type":"response.output_text.delta","item_id":"i","delta":"lo"}"#;
+        assert_eq!(stream_event(resp).unwrap().deltas[0].text, "lo");
+        let done = r#"{"type":"response.output_text.done","text":"Hello"}"#;
+        let e = stream_event(done).unwrap();
+        assert!(e.ends_text && e.deltas.is_empty());
     }
 
     #[test]

@@ -22,6 +22,8 @@ enum Answer {
     Pass,
     /// Buffered whole, then inspected and possibly rewritten.
     Buffer,
+    /// Server-sent events, processed chunk by chunk as they arrive.
+    Stream,
 }
 
 pub struct Stream {
@@ -132,6 +134,35 @@ impl Stream {
             ("x-sluice-action", ex.verdict.action.name().to_owned()),
             ("x-sluice-detections", ex.verdict.detections.join(",")),
         ]
+    }
+
+    /// Passes one chunk of a streamed answer through the engine; never holds the stream.
+    fn stream_answer(&mut self, size: usize, end_of_stream: bool) -> Flow {
+        let engine = Rc::clone(&self.engine);
+        let Some(ex) = self.exchange.as_mut() else {
+            return Flow::Continue;
+        };
+        let chunk = match hostcalls::get_buffer(BufferType::HttpResponseBody, 0, size) {
+            Ok(chunk) => chunk.unwrap_or_default(),
+            Err(e) => {
+                log::error!(
+                    "request {}: cannot read answer chunk: {e:?}",
+                    self.request_id
+                );
+                self.answer = Answer::Pass;
+                return Flow::Continue;
+            }
+        };
+        let out = engine.stream_chunk(ex, &chunk, end_of_stream, &self.request_id);
+        if out != chunk {
+            if let Err(e) = hostcalls::set_buffer(BufferType::HttpResponseBody, 0, size, &out) {
+                log::error!(
+                    "request {}: cannot rewrite answer chunk: {e:?}",
+                    self.request_id
+                );
+            }
+        }
+        Flow::Continue
     }
 
     fn decide_request(&mut self, size: usize) -> BodyDecision {
@@ -269,9 +300,17 @@ impl HttpContext for Stream {
         for (name, value) in self.verdict_headers() {
             let _ = hostcalls::set_map_value(map, name, Some(&value));
         }
-        let json = header(map, "content-type").is_some_and(|t| t.contains("json"));
+        let content_type = header(map, "content-type").unwrap_or_default();
         let encoded = header(map, "content-encoding").is_some_and(|e| e != "identity");
-        if !end_of_stream && json && !encoded && !ex.stream {
+        if end_of_stream || encoded {
+            return Flow::Continue;
+        }
+        if content_type.starts_with("text/event-stream") {
+            if self.engine.inspects_stream(ex) {
+                self.answer = Answer::Stream;
+                remove_header(map, "content-length");
+            }
+        } else if content_type.contains("json") {
             self.answer = Answer::Buffer;
             remove_header(map, "content-length");
         }
@@ -279,6 +318,9 @@ impl HttpContext for Stream {
     }
 
     fn on_http_response_body(&mut self, size: usize, end_of_stream: bool) -> Flow {
+        if self.answer == Answer::Stream {
+            return self.stream_answer(size, end_of_stream);
+        }
         if self.answer != Answer::Buffer {
             return Flow::Continue;
         }
