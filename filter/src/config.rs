@@ -28,6 +28,18 @@ pub struct Config {
     pub routes: Vec<Route>,
     /// The judge service, if configured; it applies to every route that does not opt out.
     pub judge: Option<JudgeConfig>,
+    /// Cap on the answer length a request may ask for (routes may override).
+    pub max_tokens: Option<TokenLimit>,
+}
+
+/// A cap on `max_tokens` (and its per-API equivalents): the first line of defence against
+/// denial of wallet.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TokenLimit {
+    pub limit: u64,
+    /// `true`: refuse requests over the cap (400); `false`: rewrite them to the cap, adding the
+    /// field when absent.
+    pub refuse: bool,
 }
 
 /// How the filter calls the judge service over gRPC.
@@ -58,6 +70,7 @@ pub struct Route {
     pub use_judge: bool,
     /// Overrides `JudgeConfig::failure` on this route.
     pub judge_failure: Option<Action>,
+    pub max_tokens: Option<TokenLimit>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -93,6 +106,33 @@ struct RawConfig {
     routes: Vec<RawRoute>,
     #[serde(default)]
     judge: Option<RawJudge>,
+    #[serde(default)]
+    max_tokens: Option<RawTokenLimit>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTokenLimit {
+    limit: u64,
+    #[serde(default)]
+    over: Option<RawOver>,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+enum RawOver {
+    Rewrite,
+    Refuse,
+}
+
+fn token_limit(raw: &RawTokenLimit, at: &str) -> Result<TokenLimit, ConfigError> {
+    if raw.limit == 0 {
+        return Err(ConfigError::new(format!("{at}.limit"), "must be positive"));
+    }
+    Ok(TokenLimit {
+        limit: raw.limit,
+        refuse: matches!(raw.over, Some(RawOver::Refuse)),
+    })
 }
 
 #[derive(Deserialize)]
@@ -164,6 +204,8 @@ struct RawRoute {
     judge: Option<bool>,
     #[serde(default)]
     judge_failure: Option<RawFailure>,
+    #[serde(default)]
+    max_tokens: Option<RawTokenLimit>,
 }
 
 impl Config {
@@ -191,6 +233,11 @@ impl Config {
             return Err(ConfigError::new("max_body_bytes", "must be positive"));
         }
         let policy = apply_detectors(Policy::default(), &raw.detectors, "detectors")?;
+        let max_tokens = raw
+            .max_tokens
+            .as_ref()
+            .map(|t| token_limit(t, "max_tokens"))
+            .transpose()?;
         let mut routes = Vec::with_capacity(raw.routes.len());
         for (i, r) in raw.routes.into_iter().enumerate() {
             let at = format!("routes[{i}]");
@@ -208,6 +255,10 @@ impl Config {
                 policy,
                 use_judge: r.judge.unwrap_or(true),
                 judge_failure: r.judge_failure.map(RawFailure::action),
+                max_tokens: match &r.max_tokens {
+                    Some(t) => Some(token_limit(t, &format!("{at}.max_tokens"))?),
+                    None => max_tokens,
+                },
             });
         }
         let judge = raw.judge.map(parse_judge).transpose()?;
@@ -223,6 +274,7 @@ impl Config {
             policy,
             routes,
             judge,
+            max_tokens,
         })
     }
 
@@ -339,6 +391,36 @@ mod tests {
         // Route policies start from the global one.
         assert_eq!(route.policy.get(DetectorId::Pii).threshold, 0.9);
         assert!(c.route_for("/v1/chat/completions").is_none());
+    }
+
+    #[test]
+    fn token_limits() {
+        let c = Config::parse(
+            br#"{"max_tokens":{"limit":4096},
+                "routes":[{"name":"r","path_prefix":"/v1/messages","max_tokens":{"limit":256,"over":"refuse"}},
+                          {"name":"s","path_prefix":"/v1/chat"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            c.max_tokens,
+            Some(TokenLimit {
+                limit: 4096,
+                refuse: false
+            })
+        );
+        assert_eq!(
+            c.routes[0].max_tokens,
+            Some(TokenLimit {
+                limit: 256,
+                refuse: true
+            })
+        );
+        assert_eq!(c.routes[1].max_tokens, c.max_tokens);
+        let err = Config::parse(
+            br#"{"routes":[{"name":"r","path_prefix":"/","max_tokens":{"limit":0}}]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(err.field, "routes[0].max_tokens.limit");
     }
 
     #[test]

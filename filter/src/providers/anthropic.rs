@@ -4,8 +4,8 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::json::collect_content;
-use super::json::string_slot;
-use super::{ParseError, ParsedRequest, StreamEvent};
+use super::json::{cap_slot, object_open, string_slot};
+use super::{ParseError, ParsedRequest, StreamEvent, TokenCap};
 use crate::model::{Role, TextSlot};
 
 #[derive(Deserialize)]
@@ -18,6 +18,8 @@ struct Request<'a> {
     system: Option<&'a RawValue>,
     #[serde(borrow, default)]
     messages: Vec<Message<'a>>,
+    #[serde(borrow, default)]
+    max_tokens: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -44,6 +46,10 @@ pub fn parse_request(body: &str) -> Result<ParsedRequest, ParseError> {
         texts,
         model: req.model,
         stream: req.stream.unwrap_or(false),
+        max_tokens: TokenCap {
+            stated: req.max_tokens.and_then(|raw| cap_slot(body, raw)),
+            insert: object_open(body, None).map(|at| (at, "\"max_tokens\":", ",")),
+        },
     })
 }
 

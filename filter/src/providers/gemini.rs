@@ -3,8 +3,8 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::json::collect_content;
-use super::{ParseError, ParsedRequest, StreamEvent};
+use super::json::{cap_slot, collect_content, object_open};
+use super::{ParseError, ParsedRequest, StreamEvent, TokenCap};
 use crate::model::{Role, TextSlot};
 
 #[derive(Deserialize)]
@@ -14,6 +14,31 @@ struct Request<'a> {
     contents: Vec<Content<'a>>,
     #[serde(borrow, default, alias = "system_instruction")]
     system_instruction: Option<Content<'a>>,
+    #[serde(borrow, default, alias = "generation_config")]
+    generation_config: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GenerationConfig<'a> {
+    #[serde(borrow, default, alias = "max_output_tokens")]
+    max_output_tokens: Option<&'a RawValue>,
+}
+
+fn token_cap(body: &str, config: Option<&RawValue>) -> Result<TokenCap, ParseError> {
+    let Some(config) = config else {
+        let insert = object_open(body, None)
+            .map(|at| (at, "\"generationConfig\":{\"maxOutputTokens\":", "},"));
+        return Ok(TokenCap {
+            stated: None,
+            insert,
+        });
+    };
+    let parsed: GenerationConfig = serde_json::from_str(config.get())?;
+    Ok(TokenCap {
+        stated: parsed.max_output_tokens.and_then(|raw| cap_slot(body, raw)),
+        insert: object_open(body, Some(config)).map(|at| (at, "\"maxOutputTokens\":", ",")),
+    })
 }
 
 #[derive(Deserialize)]
@@ -40,6 +65,7 @@ pub fn parse_request(body: &str) -> Result<ParsedRequest, ParseError> {
         texts,
         model: None,
         stream: false,
+        max_tokens: token_cap(body, req.generation_config)?,
     })
 }
 

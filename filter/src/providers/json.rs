@@ -21,6 +21,27 @@ pub fn string_slot(body: &str, raw: &RawValue, role: Role) -> Result<Option<Text
     }))
 }
 
+/// A stated token cap: an unsigned integer literal borrowed from `body`.
+pub fn cap_slot(body: &str, raw: &RawValue) -> Option<(u64, std::ops::Range<usize>)> {
+    let literal = raw.get();
+    let value: u64 = literal.parse().ok()?;
+    let start = offset_in(body, literal);
+    Some((value, start..start + literal.len()))
+}
+
+/// The offset just after the opening brace of the object `raw` (borrowed from `body`), or of
+/// the body's top-level object when `raw` is `None`.
+pub fn object_open(body: &str, raw: Option<&RawValue>) -> Option<usize> {
+    let (text, base) = match raw {
+        Some(raw) => (raw.get(), offset_in(body, raw.get())),
+        None => (body, 0),
+    };
+    let trimmed = text.trim_start();
+    trimmed
+        .starts_with('{')
+        .then(|| base + (text.len() - trimmed.len()) + 1)
+}
+
 /// Byte offset of `part` within `whole`; `part` must be borrowed from `whole`.
 fn offset_in(whole: &str, part: &str) -> usize {
     (part.as_ptr() as usize).saturating_sub(whole.as_ptr() as usize)

@@ -7,6 +7,8 @@ pub mod gemini;
 pub mod json;
 pub mod openai;
 
+use std::ops::Range;
+
 use serde::Deserialize;
 
 use crate::model::TextSlot;
@@ -111,6 +113,42 @@ pub struct ParsedRequest {
     pub texts: Vec<TextSlot>,
     pub model: Option<String>,
     pub stream: bool,
+    pub max_tokens: TokenCap,
+}
+
+/// Where a request states its answer-length cap, or where one can be written in.
+#[derive(Debug, Default, PartialEq, Clone)]
+pub struct TokenCap {
+    /// The stated cap and the byte range of its number literal.
+    pub stated: Option<(u64, Range<usize>)>,
+    /// Where to insert a cap when none is stated: the byte just after an object's `{`, and the
+    /// text to put before and after the number (e.g. `"max_tokens":` and `,`).
+    pub insert: Option<(usize, &'static str, &'static str)>,
+}
+
+impl TokenCap {
+    /// The body with the cap lowered (or added) to `limit`; `None` when it is already within.
+    pub fn apply(&self, body: &str, limit: u64) -> Option<String> {
+        match &self.stated {
+            Some((value, _)) if *value <= limit => None,
+            Some((_, range)) => Some(format!(
+                "{}{limit}{}",
+                body.get(..range.start)?,
+                body.get(range.end..)?
+            )),
+            None => {
+                let (at, before, after) = self.insert?;
+                let rest = body.get(at..)?;
+                // No comma before a closing brace: `{}` becomes `{"max_tokens":N}`.
+                let after = if rest.trim_start().starts_with('}') {
+                    after.trim_end_matches(',')
+                } else {
+                    after
+                };
+                Some(format!("{}{before}{limit}{after}{rest}", body.get(..at)?))
+            }
+        }
+    }
 }
 
 /// Extracts the texts of a request body for the given API.
@@ -183,6 +221,81 @@ pub fn error_body(provider: Provider, status: u16, code: &str, message: &str) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn token_caps_are_lowered_or_added() {
+        let cases = [
+            (
+                Api::ChatCompletions,
+                r#"{"model":"m","max_tokens":9000,"messages":[]}"#,
+                Some(r#"{"model":"m","max_tokens":100,"messages":[]}"#),
+            ),
+            (
+                Api::ChatCompletions,
+                r#"{"model":"m","max_tokens":50}"#,
+                None,
+            ),
+            (
+                Api::ChatCompletions,
+                r#" {"model":"m"}"#,
+                Some(r#" {"max_tokens":100,"model":"m"}"#),
+            ),
+            (
+                Api::ChatCompletions,
+                r#"{ }"#,
+                Some(r#"{"max_tokens":100 }"#),
+            ),
+            (
+                Api::Responses,
+                r#"{"input":"x"}"#,
+                Some(r#"{"max_output_tokens":100,"input":"x"}"#),
+            ),
+            (
+                Api::ChatCompletions,
+                r#"{"max_completion_tokens":101}"#,
+                Some(r#"{"max_completion_tokens":100}"#),
+            ),
+        ];
+        for (api, body, want) in cases {
+            let endpoint = Endpoint {
+                provider: Provider::OpenAi,
+                api,
+            };
+            let cap = parse_request(endpoint, body).unwrap().max_tokens;
+            assert_eq!(cap.apply(body, 100).as_deref(), want, "{body}");
+        }
+        let gemini = Endpoint {
+            provider: Provider::Gemini,
+            api: Api::GenerateContent,
+        };
+        for (body, want) in [
+            (
+                r#"{"contents":[]}"#,
+                r#"{"generationConfig":{"maxOutputTokens":100},"contents":[]}"#,
+            ),
+            (
+                r#"{"generationConfig":{"temperature":1}}"#,
+                r#"{"generationConfig":{"maxOutputTokens":100,"temperature":1}}"#,
+            ),
+            (
+                r#"{"generationConfig":{"maxOutputTokens":4096}}"#,
+                r#"{"generationConfig":{"maxOutputTokens":100}}"#,
+            ),
+        ] {
+            let cap = parse_request(gemini, body).unwrap().max_tokens;
+            assert_eq!(cap.apply(body, 100).as_deref(), Some(want), "{body}");
+        }
+        let anthropic = Endpoint {
+            provider: Provider::Anthropic,
+            api: Api::Messages,
+        };
+        let body = r#"{"max_tokens":1024,"messages":[]}"#;
+        let cap = parse_request(anthropic, body).unwrap().max_tokens;
+        assert_eq!(
+            cap.apply(body, 64).as_deref(),
+            Some(r#"{"max_tokens":64,"messages":[]}"#)
+        );
+    }
 
     #[test]
     fn endpoints_by_path() {

@@ -4,8 +4,8 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::json::{collect_content, string_slot};
-use super::{Api, ParseError, ParsedRequest, StreamEvent};
+use super::json::{cap_slot, collect_content, object_open, string_slot};
+use super::{Api, ParseError, ParsedRequest, StreamEvent, TokenCap};
 use crate::model::{Role, TextSlot};
 
 #[derive(Deserialize)]
@@ -26,6 +26,13 @@ struct Request<'a> {
     /// Legacy Completions.
     #[serde(borrow, default)]
     prompt: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    max_tokens: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    max_completion_tokens: Option<&'a RawValue>,
+    /// Responses.
+    #[serde(borrow, default)]
+    max_output_tokens: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -56,10 +63,30 @@ pub fn parse_request(api: Api, body: &str) -> Result<ParsedRequest, ParseError> 
     for raw in [req.input, req.prompt].into_iter().flatten() {
         collect_content(body, raw, input_role, &mut texts)?;
     }
+    let stated = [
+        req.max_completion_tokens,
+        req.max_tokens,
+        req.max_output_tokens,
+    ]
+    .into_iter()
+    .flatten()
+    .find_map(|raw| cap_slot(body, raw));
+    let field = match api {
+        Api::Responses => "\"max_output_tokens\":",
+        _ => "\"max_tokens\":",
+    };
+    let max_tokens = TokenCap {
+        stated,
+        insert: (api != Api::Embeddings)
+            .then(|| object_open(body, None))
+            .flatten()
+            .map(|at| (at, field, ",")),
+    };
     Ok(ParsedRequest {
         texts,
         model: req.model,
         stream: req.stream.unwrap_or(false),
+        max_tokens,
     })
 }
 
