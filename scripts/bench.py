@@ -12,7 +12,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
+
+import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "e2e"))
 from envoy_harness import REPO, Envoy, free_port, shipped_plugin_config  # noqa: E402
@@ -51,6 +54,50 @@ def wrk(url: str, body_file: Path) -> dict:
     return {"rps": rps, "p50": pct(50), "p99": pct(99)}
 
 
+STREAM_REQUESTS = int(os.environ.get("BENCH_STREAM_REQUESTS", "40"))
+
+
+def stream_once(url: str, prompt: str) -> tuple:
+    """Time to first answer byte and to the end of a streamed chat answer, in microseconds."""
+    body = {"model": "gpt-4o-mini", "stream": True, "messages": [{"role": "user", "content": prompt}]}
+    headers = {"x-fake-delta-chars": "4", "x-fake-write-delay-ms": "1"}
+    start = time.perf_counter()
+    with requests.post(url, json=body, headers=headers, stream=True, timeout=30) as r:
+        r.raise_for_status()
+        chunks = r.iter_content(chunk_size=None)
+        next(chunks)
+        first = time.perf_counter()
+        for _ in chunks:
+            pass
+    end = time.perf_counter()
+    return (first - start) * 1e6, (end - start) * 1e6
+
+
+def stream_bench(port: int) -> None:
+    """Streamed answers: without the filter, through it with nothing to restore, and with a
+    placeholder to restore in every answer. Sequential requests, medians."""
+    plain = "Tell me a short story about a lighthouse keeper and the sea, in five sentences."
+    with_email = plain + " Sign it for jane.doe@example.com."
+    cases = [
+        ("envoy, no filter", dict(with_filter=False), plain),
+        ("filter, pass-through", dict(plugin_config=shipped_plugin_config()), plain),
+        ("filter, restoring", dict(plugin_config=shipped_plugin_config()), with_email),
+    ]
+    print(f"\nStreamed chat answers (~{len(plain) + 10} chars in 4-char deltas, 1 ms apart), "
+          f"{STREAM_REQUESTS} sequential requests, medians")
+    print(f"{'variant':<24}{'TTFB us':>10}{'total us':>10}")
+    for name, kwargs, prompt in cases:
+        envoy = Envoy(port, **kwargs).start()
+        try:
+            url = f"{envoy.url}/v1/chat/completions"
+            stream_once(url, prompt)  # warm-up
+            runs = [stream_once(url, prompt) for _ in range(STREAM_REQUESTS)]
+        finally:
+            envoy.stop()
+        print(f"{name:<24}{statistics.median(r[0] for r in runs):>10.0f}"
+              f"{statistics.median(r[1] for r in runs):>10.0f}")
+
+
 def main():
     target = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
     port = free_port()
@@ -77,8 +124,13 @@ def main():
                         results[name].append(wrk(f"{envoy.url}/v1/chat/completions", body))
                     finally:
                         envoy.stop()
+            report(results)
+            stream_bench(port)
         finally:
             provider.terminate()
+
+
+def report(results: dict) -> None:
     base = statistics.median(r["rps"] for r in results["envoy, no filter"])
     print(f"\n2 KB chat POST, wrk -c{CONNECTIONS} {SECONDS}s x {ROUNDS} rounds, Envoy --concurrency 1 (medians)")
     print(f"{'variant':<24}{'req/s':>10}{'ratio':>8}{'p50 us':>10}{'p99 us':>10}")
