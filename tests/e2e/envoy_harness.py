@@ -80,7 +80,7 @@ class Envoy:
         self.admin = f"http://127.0.0.1:{self.admin_port}"
         self.proc = None
 
-    def start(self, timeout=20.0, extra_args=()):
+    def start(self, timeout=60.0, extra_args=()):
         log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             [envoy_binary(), "-c", str(self.config_path), "--disable-hot-restart",
@@ -94,7 +94,7 @@ class Envoy:
             try:
                 if requests.get(f"{self.admin}/ready", timeout=0.5).status_code == 200:
                     return self
-            except requests.ConnectionError:
+            except requests.RequestException:
                 pass
             time.sleep(0.05)
         self.stop()
