@@ -347,6 +347,16 @@ def test_reply_header_and_stored_reply(fake):
     assert ask() == "You said: hi"
 
 
+def test_reply_header_encodings(fake):
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    url = f"{fake.url}/v1/chat/completions"
+    # requests sends a str header as Latin-1; UTF-8 bytes pass through as UTF-8.
+    for value in ("café", "日本 ✓".encode("utf-8")):
+        r = requests.post(url, json=body, headers={"x-fake-reply": value}, timeout=30)
+        want = value if isinstance(value, str) else value.decode("utf-8")
+        assert r.json()["choices"][0]["message"]["content"] == want
+
+
 # --- Streaming controls -------------------------------------------------------------------
 
 def test_chunk_bytes_one_byte_per_write(fake):
