@@ -166,6 +166,22 @@ def fake_provider():
 
 
 @pytest.fixture
+def fake_provider_factory():
+    """Starts extra fake providers (``factory(listen="127.0.0.1:0")``); stops them after
+    the test."""
+    started: list[FakeProvider] = []
+
+    def factory(listen: str = "127.0.0.1:0") -> FakeProvider:
+        provider = start_fake_provider(listen)
+        started.append(provider)
+        return provider
+
+    yield factory
+    for provider in started:
+        provider.process.stop()
+
+
+@pytest.fixture
 def fake(fake_provider):
     """The session's fake provider with no recorded requests and no stored reply."""
     fake_provider.reset()

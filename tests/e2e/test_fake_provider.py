@@ -15,7 +15,6 @@ import openai
 import pytest
 import requests
 
-from conftest import start_fake_provider
 
 PROMPT = "Héllo, wörld: 日本語 ✓"
 ECHO = f"You said: {PROMPT}"
@@ -450,6 +449,34 @@ def test_malformed_json_is_400_in_provider_format(fake, path, check):
     assert r.status_code == 400 and check(r.json()), r.text
 
 
+PROVIDER_PATHS = ["/v1/chat/completions", "/v1/completions", "/v1/responses",
+                  "/v1/embeddings", "/openai/deployments/d/chat/completions", "/v1/messages",
+                  "/v1beta/models/g:generateContent", "/v1beta/models/g:streamGenerateContent",
+                  "/v2/chat"]
+ODD_BODIES = [
+    {"messages": [1, None, "x", {"role": 5}, {"role": "user"}, {"role": "user", "content": {}}]},
+    {"messages": [{"role": "user", "content": [None, 3, {"text": 7}, {"type": "text"}]}]},
+    {"contents": [None, {"parts": "x"}, {"role": "user", "parts": [{"text": None}]}]},
+    {"input": [None, [], [[1], "a"], {"role": "user", "content": None}], "prompt": [None]},
+    {"input": "x", "dimensions": -1, "stream": "yes", "encoding_format": 5},
+    {"input": "x", "dimensions": 10**30, "stream_options": []},
+    {"messages": [], "contents": [], "input": [], "prompt": "", "stream": True},
+]
+
+
+@pytest.mark.parametrize("path", PROVIDER_PATHS)
+def test_odd_inputs_answer_200_or_400(fake, path):
+    for body in ODD_BODIES:
+        r = requests.post(f"{fake.url}{path}", json=body, timeout=30)
+        assert r.status_code in (200, 400), (path, body, r.status_code, r.text)
+        if r.status_code == 400:
+            assert r.json()
+    for raw in (b"\x00" * 10, b"{" * 5000, b'"' + "é".encode() * 1000, b"null", b"1e999999"):
+        r = requests.post(f"{fake.url}{path}", data=raw, timeout=30)
+        assert r.status_code == 400, (path, raw[:20], r.text)
+    assert requests.get(f"{fake.url}/_fake/health", timeout=10).status_code == 200
+
+
 def test_bad_control_header_is_400(fake):
     r = requests.post(f"{fake.url}/v1/chat/completions", timeout=30,
                       headers={"x-fake-delta-chars": "0"},
@@ -498,11 +525,8 @@ def test_recording_keeps_last_200(fake):
 
 # --- Process ------------------------------------------------------------------------------
 
-def test_second_instance_port_zero_and_sigterm():
-    other = start_fake_provider("127.0.0.1:0")
-    try:
-        assert other.addr.startswith("127.0.0.1:") and not other.addr.endswith(":0")
-        assert requests.get(f"{other.url}/_fake/health", timeout=10).status_code == 200
-    finally:
-        code = other.process.stop()
-    assert code == 0
+def test_second_instance_port_zero_and_sigterm(fake_provider_factory):
+    other = fake_provider_factory("127.0.0.1:0")
+    assert other.addr.startswith("127.0.0.1:") and not other.addr.endswith(":0")
+    assert requests.get(f"{other.url}/_fake/health", timeout=10).status_code == 200
+    assert other.process.stop() == 0
