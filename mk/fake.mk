@@ -10,3 +10,9 @@ test-fake: build-fake-provider
 
 run-fake: build-fake-provider
 	$(FAKE_PROVIDER_BIN) --listen $${FAKE_PROVIDER_LISTEN:-127.0.0.1:18080}
+
+# Benchmarks should use an optimised fake provider: the debug build is several times
+# slower and would become the bottleneck of a whole-stack wrk run.
+.PHONY: build-fake-provider-release
+build-fake-provider-release:
+	cargo build --release -p sluice-fake-provider
