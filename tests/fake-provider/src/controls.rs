@@ -17,7 +17,7 @@ const MAX_DELAY_MS: u64 = 120_000;
 /// The typed form of the `x-fake-*` headers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Controls {
-    /// Reply text forced by `x-fake-reply` (raw UTF-8) or `x-fake-reply-b64` (base64 of UTF-8).
+    /// Reply text forced by `x-fake-reply` (UTF-8, else Latin-1) or `x-fake-reply-b64` (base64 of UTF-8).
     pub reply: Option<String>,
     /// `x-fake-delta-chars`: characters of reply text per delta event.
     pub delta_chars: usize,
@@ -59,9 +59,7 @@ impl Controls {
     pub fn from_headers(headers: &HeaderMap) -> Result<Self, ControlError> {
         let mut c = Controls::default();
         if let Some(v) = headers.get("x-fake-reply") {
-            let text = std::str::from_utf8(v.as_bytes())
-                .map_err(|_| ControlError("x-fake-reply is not valid UTF-8".into()))?;
-            c.reply = Some(text.to_owned());
+            c.reply = Some(header_text(v.as_bytes()));
         } else if let Some(v) = headers.get("x-fake-reply-b64") {
             let raw = base64::engine::general_purpose::STANDARD
                 .decode(v.as_bytes())
@@ -95,6 +93,15 @@ impl Controls {
             chunk_bytes: self.chunk_bytes,
             write_delay: self.write_delay,
         }
+    }
+}
+
+/// Header bytes as text: UTF-8 when valid, else Latin-1, which is how Python's
+/// `http.client` (and so `requests`) encodes a non-ASCII `str` header value.
+fn header_text(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => s.to_owned(),
+        Err(_) => bytes.iter().map(|&b| char::from(b)).collect(),
     }
 }
 
@@ -190,6 +197,20 @@ mod tests {
     }
 
     #[test]
+    fn reply_header_is_utf8_else_latin1() {
+        let utf8 = headers(&[("x-fake-reply", "日本 é".as_bytes())]);
+        assert_eq!(
+            Controls::from_headers(&utf8).unwrap().reply.as_deref(),
+            Some("日本 é")
+        );
+        let latin1 = headers(&[("x-fake-reply", b"caf\xe9")]);
+        assert_eq!(
+            Controls::from_headers(&latin1).unwrap().reply.as_deref(),
+            Some("café")
+        );
+    }
+
+    #[test]
     fn base64_reply_allows_newlines() {
         let h = headers(&[("x-fake-reply-b64", b"eyJhIjoxfQpvaw==")]);
         let c = Controls::from_headers(&h).unwrap();
@@ -205,7 +226,6 @@ mod tests {
             ("x-fake-status", b"200"),
             ("x-fake-status", b"600"),
             ("x-fake-delay-ms", b"99999999"),
-            ("x-fake-reply", b"\xff\xfe"),
             ("x-fake-reply-b64", b"!!!"),
         ];
         for (k, v) in bad {

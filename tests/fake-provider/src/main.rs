@@ -25,16 +25,18 @@
 //!
 //! # Reply text
 //! `You said: <text of the last user message>` (text parts joined by `\n`), unless
-//! overridden; first match wins: header `x-fake-reply: TEXT` (raw UTF-8), header
-//! `x-fake-reply-b64: BASE64` (for text with newlines), then the reply stored with
-//! `PUT /_fake/reply` (body = text) until `DELETE /_fake/reply`.
+//! overridden; first match wins: header `x-fake-reply: TEXT` (UTF-8, else read as
+//! Latin-1), header `x-fake-reply-b64: BASE64` (for text with newlines), then the reply
+//! stored with `PUT /_fake/reply` (body = text) until `DELETE /_fake/reply`.
 //!
 //! # Controls (request headers)
 //! - `x-fake-delta-chars: N` characters of reply per stream delta (default 4).
 //! - `x-fake-chunk-bytes: N` re-slices the whole response body into N-byte writes,
 //!   ignoring event and UTF-8 boundaries (applies to non-streamed bodies too).
 //! - `x-fake-delay-ms: N` waits before answering; `x-fake-write-delay-ms: N` waits between
-//!   writes (without it the writer yields so each write is flushed separately).
+//!   writes. Without it each write is still its own `writev` on a TCP_NODELAY socket, but a
+//!   slow reader may receive several at once; add `x-fake-write-delay-ms: 1` when the
+//!   receiver must see them separately (e.g. one `on_http_response_body` per write).
 //! - `x-fake-status: 400..=599` answers with that status and the provider's error JSON.
 //!
 //! Malformed JSON, a non-object body, a missing `messages`/`input`/`prompt`/`contents`, or

@@ -100,7 +100,7 @@ pub fn json_array_pieces(items: &[serde_json::Value]) -> Vec<Bytes> {
 pub fn reslice(pieces: &[Bytes], n: usize) -> Vec<Bytes> {
     let n = n.max(1);
     let whole: Vec<u8> = pieces.iter().flat_map(|p| p.iter().copied()).collect();
-    whole.chunks(n).map(|c| Bytes::copy_from_slice(c)).collect()
+    whole.chunks(n).map(Bytes::copy_from_slice).collect()
 }
 
 /// How the body of a response is to be written.

@@ -84,3 +84,46 @@ pub fn messages(call: &Call) -> Result<Answer, String> {
     ));
     Ok(Answer::Sse(events))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controls::Controls;
+    use crate::providers::sse_json;
+
+    #[test]
+    fn stream_event_order_and_stored_reply() {
+        let body = json!({"model": "m", "stream": true, "max_tokens": 5,
+                          "messages": [{"role": "user", "content": "ignored"}]});
+        let call = Call::for_test(body, Controls::default(), Some("canned verdict"));
+        let events = sse_json(&messages(&call).unwrap());
+        let names: Vec<_> = events.iter().map(|(n, _)| n.unwrap()).collect();
+        assert_eq!(
+            names,
+            [
+                "message_start",
+                "content_block_start",
+                "ping",
+                "content_block_delta",
+                "content_block_delta",
+                "content_block_delta",
+                "content_block_delta",
+                "content_block_stop",
+                "message_delta",
+                "message_stop"
+            ]
+        );
+        let text: String = events
+            .iter()
+            .filter_map(|(_, d)| d["delta"]["text"].as_str())
+            .collect();
+        assert_eq!(text, "canned verdict");
+        assert!(events.iter().all(|(n, d)| d["type"] == n.unwrap()));
+    }
+
+    #[test]
+    fn missing_messages_is_an_error() {
+        let call = Call::for_test(json!({"model": "m"}), Controls::default(), None);
+        assert!(messages(&call).is_err());
+    }
+}

@@ -166,6 +166,37 @@ impl Call {
     }
 }
 
+#[cfg(test)]
+impl Call {
+    /// A call as `handle` would build it, for the wire-format unit tests.
+    pub fn for_test(body: Value, controls: Controls, stored_reply: Option<&str>) -> Self {
+        Self {
+            body,
+            controls,
+            stored_reply: stored_reply.map(str::to_owned),
+            id: 1,
+            created: 0,
+        }
+    }
+}
+
+/// The `data` of each SSE event parsed as JSON (`[DONE]` becomes the string "[DONE]"),
+/// with the event names, for the wire-format unit tests.
+#[cfg(test)]
+pub fn sse_json(answer: &Answer) -> Vec<(Option<&'static str>, Value)> {
+    let Answer::Sse(events) = answer else {
+        panic!("expected SSE, got {answer:?}");
+    };
+    events
+        .iter()
+        .map(|e| {
+            let data =
+                serde_json::from_str(&e.data).unwrap_or_else(|_| Value::from(e.data.clone()));
+            (e.event, data)
+        })
+        .collect()
+}
+
 /// Runs one provider call: controls, delay, forced status, JSON parsing, then `build`.
 /// `build` returns an error message for a request it cannot answer (sent as a 400).
 pub async fn handle(

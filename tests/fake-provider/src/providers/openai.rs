@@ -323,6 +323,54 @@ fn usage(prompt: &str, reply: &str) -> Value {
 mod tests {
     use super::*;
 
+    use crate::controls::Controls;
+    use crate::providers::sse_json;
+
+    fn call(body: Value, delta_chars: usize) -> Call {
+        let controls = Controls {
+            delta_chars,
+            ..Controls::default()
+        };
+        Call::for_test(body, controls, None)
+    }
+
+    #[test]
+    fn chat_stream_sequence() {
+        let body = json!({"model": "m", "stream": true,
+                          "stream_options": {"include_usage": true},
+                          "messages": [{"role": "user", "content": "héllo"}]});
+        let events = sse_json(&chat(&call(body, 4), "x").unwrap());
+        let n = events.len();
+        assert_eq!(events[0].1["choices"][0]["delta"]["role"], "assistant");
+        let text: String = events[1..n - 3]
+            .iter()
+            .map(|(_, d)| d["choices"][0]["delta"]["content"].as_str().unwrap())
+            .collect();
+        assert_eq!(text, "You said: héllo");
+        assert_eq!(n - 4, "You said: héllo".chars().count().div_ceil(4));
+        assert_eq!(events[n - 3].1["choices"][0]["finish_reason"], "stop");
+        assert_eq!(events[n - 2].1["choices"], json!([]));
+        assert_eq!(events[n - 2].1["usage"]["completion_tokens"], 3);
+        assert_eq!(events[n - 1].1, "[DONE]");
+    }
+
+    #[test]
+    fn responses_stream_is_numbered_and_complete() {
+        let body = json!({"model": "m", "stream": true, "input": "hi"});
+        let events = sse_json(&responses(&call(body, 2), "x").unwrap());
+        for (i, (name, data)) in events.iter().enumerate() {
+            assert_eq!(data["sequence_number"], i);
+            assert_eq!(Some(data["type"].as_str().unwrap()), *name);
+        }
+        assert_eq!(events[0].0, Some("response.created"));
+        let last = &events[events.len() - 1];
+        assert_eq!(last.0, Some("response.completed"));
+        assert_eq!(
+            last.1["response"]["output"][0]["content"][0]["text"],
+            "You said: hi"
+        );
+    }
+
     #[test]
     fn embeddings_are_deterministic_unit_vectors() {
         let a = embedding("hello", 8);
