@@ -5,6 +5,10 @@
 //! at `connect()` when that is certain (sidecar cgroup, mesh destination, pod known to have no
 //! sidecar); otherwise it is parked in `PENDING` under its socket cookie and decided by
 //! `egress` from the first packet after NAT, which is where Istio's capture shows.
+//!
+//! Map keys and values are passed by reference on purpose: passed by value, the BPF backend
+//! copied them through registers the verifier then refused (`R2 !read_ok` in connect4).
+#![allow(clippy::needless_borrows_for_generic_args)]
 
 use aya_ebpf::{
     helpers::{
@@ -110,7 +114,7 @@ fn on_connect(ctx: &SockAddrContext, daddr: Addr, port: u32, ty: u32) -> i32 {
         return ALLOW;
     }
     // SAFETY: read-only lookup; the value is copied out at once.
-    let provider = match unsafe { PROVIDERS.get(daddr) } {
+    let provider = match unsafe { PROVIDERS.get(&daddr) } {
         Some(p) => *p,
         None => return ALLOW,
     };
@@ -141,8 +145,8 @@ fn on_connect(ctx: &SockAddrContext, daddr: Addr, port: u32, ty: u32) -> i32 {
     // SAFETY: read-only lookups.
     let (is_sidecar, pod) = unsafe {
         (
-            SIDECARS.get(ev.cgroup_id).is_some(),
-            POD_STATE.get(ev.cgroup_id).copied(),
+            SIDECARS.get(&ev.cgroup_id).is_some(),
+            POD_STATE.get(&ev.cgroup_id).copied(),
         )
     };
     if is_sidecar {
@@ -155,7 +159,7 @@ fn on_connect(ctx: &SockAddrContext, daddr: Addr, port: u32, ty: u32) -> i32 {
         return decide(&mut ev, Verdict::Bypass, Reason::NoSidecarInPod);
     }
     // Only the packet after NAT can tell: park it for `egress`. A full map evicts the oldest.
-    if PENDING.insert(ev.sock_cookie, ev, 0).is_err() {
+    if PENDING.insert(&ev.sock_cookie, &ev, 0).is_err() {
         count_lost();
     }
     ALLOW
@@ -211,7 +215,7 @@ pub fn egress(ctx: SkBuffContext) -> i32 {
     if block {
         DENY
     } else {
-        let _ = PENDING.remove(cookie);
+        let _ = PENDING.remove(&cookie);
         ALLOW
     }
 }
@@ -254,7 +258,7 @@ fn is_mesh_dest(addr: &Addr, port: u16) -> bool {
     let exact = AddrPort::new(*addr, port);
     let any_port = AddrPort::new(*addr, 0);
     // SAFETY: read-only lookups.
-    unsafe { MESH_DESTS.get(exact).is_some() || MESH_DESTS.get(any_port).is_some() }
+    unsafe { MESH_DESTS.get(&exact).is_some() || MESH_DESTS.get(&any_port).is_some() }
 }
 
 #[inline(always)]
