@@ -22,5 +22,4 @@ test-probe: build-probe
 
 # connect() latency and rate with the probe attached vs detached, in the same run.
 bench-probe:
-	cargo build --release -p sluice-node-probe --bin sluice-node-probe --bin probe-bench
-	node-probe/bench.sh $(CARGO_TARGET_DIR)/release
+	cargo bench -p sluice-node-probe --bench connect

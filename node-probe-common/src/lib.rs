@@ -48,6 +48,27 @@ impl AddrPort {
     }
 }
 
+/// Bytes of a host name the resolver hook compares (NUL-padded; longer names never match).
+pub const NAME_LEN: usize = 64;
+
+/// Key of the `PROVIDER_NAMES` map: a lower-case host name, NUL-padded to [`NAME_LEN`].
+pub type HostName = [u8; NAME_LEN];
+
+/// Builds a [`HostName`] key; `None` when the name does not fit.
+pub fn host_name(name: &str) -> Option<HostName> {
+    let bytes = name.as_bytes();
+    if bytes.is_empty() || bytes.len() >= NAME_LEN {
+        return None;
+    }
+    let mut key = [0u8; NAME_LEN];
+    let mut i = 0;
+    while i < bytes.len() {
+        key[i] = bytes[i].to_ascii_lowercase();
+        i += 1;
+    }
+    Some(key)
+}
+
 /// Index of the settings word in the `SETTINGS` array.
 pub const SETTING_FLAGS: u32 = 0;
 /// Settings flag: refuse bypass connections instead of only reporting them.
@@ -198,6 +219,15 @@ mod tests {
         assert_eq!(core::mem::size_of::<AddrPort>(), 20);
         // 4*8 + 5*4 + 2*16 + 2*2 + 4 + 16 + 4 explicit padding bytes.
         assert_eq!(core::mem::size_of::<ConnectEvent>(), 112);
+    }
+
+    #[test]
+    fn host_names_are_lowercased_and_bounded() {
+        let k = host_name("API.OpenAI.com").unwrap();
+        assert_eq!(&k[..14], b"api.openai.com");
+        assert!(k[14..].iter().all(|&b| b == 0));
+        assert!(host_name("").is_none());
+        assert!(host_name(&"a".repeat(NAME_LEN)).is_none());
     }
 
     #[test]

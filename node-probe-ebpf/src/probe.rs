@@ -5,10 +5,6 @@
 //! at `connect()` when that is certain (sidecar cgroup, mesh destination, pod known to have no
 //! sidecar); otherwise it is parked in `PENDING` under its socket cookie and decided by
 //! `egress` from the first packet after NAT, which is where Istio's capture shows.
-//!
-//! Map keys and values are passed by reference on purpose: passed by value, the BPF backend
-//! copied them through registers the verifier then refused (`R2 !read_ok` in connect4).
-#![allow(clippy::needless_borrows_for_generic_args)]
 
 use aya_ebpf::{
     helpers::{
@@ -38,7 +34,7 @@ const IPPROTO_TCP: u8 = 6;
 
 /// Provider address → provider index (userspace's numbering).
 #[map]
-static PROVIDERS: HashMap<Addr, u32> = HashMap::with_max_entries(8192, 0);
+pub(crate) static PROVIDERS: HashMap<Addr, u32> = HashMap::with_max_entries(8192, 0);
 
 /// Cgroup ids of sidecar containers (Istio's `istio-proxy`).
 #[map]

@@ -49,6 +49,10 @@ pub struct Config {
     pub providers: Vec<Provider>,
     /// Resolve provider domains with the node's resolver (a complement to the in-kernel hooks).
     pub resolve_domains: bool,
+    /// libc files whose `getaddrinfo` is hooked; empty = every usual path that exists.
+    pub libc_paths: Vec<PathBuf>,
+    /// Learn provider addresses from `getaddrinfo` in the kernel.
+    pub resolver_hook: bool,
     /// Cgroups (absolute, or relative to `cgroup_root`) that are sidecars whatever runs there.
     pub sidecar_cgroups: Vec<PathBuf>,
     /// Process names that mark their cgroup as a sidecar (Istio's `pilot-agent` and `envoy`).
@@ -85,6 +89,9 @@ struct RawConfig {
     #[serde(default)]
     extra_providers: Vec<RawProvider>,
     resolve_domains: Option<bool>,
+    #[serde(default)]
+    libc_paths: Vec<PathBuf>,
+    resolver_hook: Option<bool>,
     #[serde(default)]
     sidecar_cgroups: Vec<PathBuf>,
     sidecar_comms: Option<Vec<String>>,
@@ -198,6 +205,8 @@ impl Config {
             cgroup_root: raw.cgroup_root.unwrap_or_else(default_cgroup_root),
             providers,
             resolve_domains: raw.resolve_domains.unwrap_or(true),
+            libc_paths: raw.libc_paths,
+            resolver_hook: raw.resolver_hook.unwrap_or(true),
             sidecar_cgroups: raw.sidecar_cgroups,
             sidecar_comms: raw
                 .sidecar_comms
@@ -316,5 +325,23 @@ mod tests {
             assert!(err.contains(name), "{json}: {err}");
         }
         assert!(Config::from_json(r#"{"enforse":true}"#).is_err());
+    }
+
+    #[test]
+    fn daemonset_config_parses() {
+        let manifest = include_str!("../../istio/node-probe/daemonset.yaml");
+        let start = manifest
+            .find("config.json: |")
+            .expect("config in the manifest");
+        let json: String = manifest[start..]
+            .lines()
+            .skip(1)
+            .take_while(|l| l.starts_with("    "))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let c = Config::from_json(&json).unwrap();
+        assert!(!c.enforce, "the shipped manifest only reports");
+        assert_eq!(c.cgroup_root, PathBuf::from("/host/sys/fs/cgroup"));
+        assert!(c.metrics_listen.is_some());
     }
 }

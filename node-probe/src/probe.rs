@@ -12,11 +12,13 @@ use std::{
 use aya::{
     include_bytes_aligned,
     maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
-    programs::{CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr},
+    programs::uprobe::UProbeScope,
+    programs::{CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr, UProbe},
     Ebpf,
 };
 use node_probe_common::{
-    mapped_v4, Addr, AddrPort, FLAG_ENFORCE, POD_HAS_SIDECAR, POD_NO_SIDECAR, SETTING_FLAGS,
+    host_name, mapped_v4, Addr, AddrPort, HostName, FLAG_ENFORCE, POD_HAS_SIDECAR, POD_NO_SIDECAR,
+    SETTING_FLAGS,
 };
 
 use crate::{cgroups::Snapshot, config::Config};
@@ -55,6 +57,7 @@ pub struct Probe {
     // Held so their fds stay open: the loaded programs refer to them.
     _settings: Array<MapData, u32>,
     _mesh: HashMap<MapData, AddrPort, u8>,
+    _names: HashMap<MapData, HostName, u32>,
     events: Option<RingBuf<MapData>>,
     known_cgroups: HashSet<u64>,
     known_sidecars: HashSet<u64>,
@@ -66,6 +69,16 @@ static OBJECT: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/node-pr
 
 const PROGRAMS_SOCK_ADDR: [&str; 2] = ["connect4", "connect6"];
 const PROGRAM_EGRESS: &str = "egress";
+const PROGRAMS_RESOLVER: [&str; 2] = ["getaddrinfo_enter", "getaddrinfo_exit"];
+
+/// Where distributions keep libc; the resolver hooks attach to each one that exists.
+pub const LIBC_CANDIDATES: [&str; 5] = [
+    "/lib/x86_64-linux-gnu/libc.so.6",
+    "/usr/lib/x86_64-linux-gnu/libc.so.6",
+    "/lib64/libc.so.6",
+    "/usr/lib64/libc.so.6",
+    "/lib/aarch64-linux-gnu/libc.so.6",
+];
 
 impl Probe {
     /// Loads (verifies) the programs and fills the static maps; nothing is attached yet.
@@ -81,6 +94,11 @@ impl Probe {
             name: PROGRAM_EGRESS,
             source,
         })?;
+        for name in PROGRAMS_RESOLVER {
+            let prog: &mut UProbe = program(&mut ebpf, name)?;
+            prog.load()
+                .map_err(|source| ProbeError::Program { name, source })?;
+        }
 
         let mut settings: Array<MapData, u32> = take(&mut ebpf, "SETTINGS")?;
         let flags = if cfg.enforce { FLAG_ENFORCE } else { 0 };
@@ -100,6 +118,19 @@ impl Probe {
             })?;
         }
 
+        // Exact names only: patterns (`*.openai.azure.com`) cannot be a hash key.
+        let mut names: HashMap<MapData, HostName, u32> = take(&mut ebpf, "PROVIDER_NAMES")?;
+        for (index, provider) in cfg.providers.iter().enumerate() {
+            for key in provider.domains.iter().filter_map(|d| host_name(d)) {
+                names
+                    .insert(key, index as u32, 0)
+                    .map_err(|source| ProbeError::Map {
+                        name: "PROVIDER_NAMES",
+                        source,
+                    })?;
+            }
+        }
+
         let mut probe = Self {
             providers: take(&mut ebpf, "PROVIDERS")?,
             sidecars: take(&mut ebpf, "SIDECARS")?,
@@ -107,6 +138,7 @@ impl Probe {
             lost: take(&mut ebpf, "LOST")?,
             _settings: settings,
             _mesh: mesh,
+            _names: names,
             events: Some(take(&mut ebpf, "EVENTS")?),
             known_cgroups: HashSet::new(),
             known_sidecars: HashSet::new(),
@@ -135,6 +167,16 @@ impl Probe {
         let prog: &mut CgroupSkb = program(&mut self.ebpf, name)?;
         prog.attach(&dir, CgroupSkbAttachType::Egress, CgroupAttachMode::Single)
             .map_err(|source| ProbeError::Program { name, source })?;
+        Ok(())
+    }
+
+    /// Hooks `getaddrinfo` in the libc at `path`, for every process that uses that file.
+    pub fn attach_resolver(&mut self, path: &Path) -> Result<(), ProbeError> {
+        for name in PROGRAMS_RESOLVER {
+            let prog: &mut UProbe = program(&mut self.ebpf, name)?;
+            prog.attach("getaddrinfo", path, UProbeScope::AllProcesses)
+                .map_err(|source| ProbeError::Program { name, source })?;
+        }
         Ok(())
     }
 

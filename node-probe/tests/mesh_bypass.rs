@@ -206,13 +206,21 @@ impl Lab {
     }
 
     fn start_probe(&mut self, enforce: bool) {
-        let config = serde_json::json!({
-            "cgroup_root": self.cgroup,
-            "resolve_domains": false,
-            "providers": [
+        self.start_probe_with(
+            enforce,
+            serde_json::json!([
                 {"name": "openai", "domains": ["api.openai.com"], "addresses": ["198.18.0.10"]},
                 {"name": "anthropic", "domains": ["api.anthropic.com"], "addresses": ["fd00:5:1::10"]},
-            ],
+            ]),
+        );
+    }
+
+    fn start_probe_with(&mut self, enforce: bool, providers: Value) {
+        let config = serde_json::json!({
+            "cgroup_root": self.cgroup,
+            // Never ask a real resolver: addresses come from the config or the getaddrinfo hook.
+            "resolve_domains": false,
+            "providers": providers,
             "sidecar_cgroups": ["pod-meshed/istio-proxy"],
             "enforce": enforce,
             "output": self.alerts,
@@ -477,5 +485,39 @@ fn enforce_refuses_bypass_and_keeps_the_mesh_open() {
     assert_eq!(
         outcome, "connected",
         "programs still attached after the probe exited"
+    );
+}
+
+#[test]
+#[ignore = "needs root; run by `make test-probe`"]
+fn getaddrinfo_hook_learns_provider_addresses_in_the_kernel() {
+    // No addresses configured: the kernel learns them when the app resolves the name (here
+    // from the pod's private /etc/hosts), before its connect().
+    let mut lab = Lab::new();
+    lab.start_probe_with(
+        false,
+        serde_json::json!([
+            {"name": "openai", "domains": ["api.openai.com"]},
+            {"name": "anthropic", "domains": ["API.Anthropic.com"]},
+        ]),
+    );
+    assert!(
+        lab.probe_log.lock().unwrap().contains("hooked in 1 libc"),
+        "getaddrinfo hook not attached: {}",
+        lab.probe_log.lock().unwrap()
+    );
+    let (before, outcome) = lab.connect(Pod::Plain, false, "198.18.0.10", 3);
+    assert_eq!(outcome, "connected");
+    let (v4, _) = lab.connect(Pod::Plain, false, "api.openai.com", 3);
+    let a = lab.alert_for(v4);
+    assert_eq!(verdict(&a), ("bypass", "no-sidecar-in-pod"));
+    assert_eq!(a["sluice"]["provider"], "openai");
+    let (v6, _) = lab.connect(Pod::Plain, false, "api.anthropic.com", 3);
+    let b = lab.alert_for(v6);
+    assert_eq!(b["sluice"]["provider"], "anthropic");
+    assert_eq!(b["destination"]["ip"], "fd00:5:1::10");
+    assert!(
+        lab.alerts().iter().all(|a| a["process"]["pid"] != before),
+        "an address nobody had resolved as a provider name was reported"
     );
 }
