@@ -19,10 +19,12 @@ use sluice_node_probe::config::default_cgroup_root;
 
 const PROVIDER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 const OTHER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 3);
-const ROUNDS: usize = 3;
-const CONNECTS_PER_ROUND: usize = 4000;
+/// Short interleaved rounds, so both conditions see the same background load.
+const ROUNDS: usize = 10;
+const CONNECTS_PER_ROUND: usize = 1000;
 const RATE: u64 = 20_000;
 const RATE_SECONDS: u64 = 2;
+const PACERS: u64 = 4;
 
 /// Closes with RST so tens of thousands of connects leave no TIME_WAIT behind.
 fn linger_zero(fd: i32) {
@@ -125,6 +127,28 @@ impl Lab {
     }
 }
 
+/// Time the kernel spent in the probe's cgroup programs (sock_addr = 18, skb = 8), from the
+/// probe process's fdinfo; needs BPF run-time stats on.
+fn kernel_ns(probe: &Probe) -> (u64, u64) {
+    let dir = format!("/proc/{}/fdinfo", probe.0.id());
+    let (mut total, mut runs) = (0, 0);
+    for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let Ok(info) = fs::read_to_string(entry.path()) else {
+            continue;
+        };
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        };
+        if matches!(field("prog_type:"), Some(8 | 18)) {
+            total += field("run_time_ns:").unwrap_or(0);
+            runs += field("run_cnt:").unwrap_or(0);
+        }
+    }
+    (total, runs)
+}
+
 /// The running probe; stopped with SIGTERM (a clean detach) when dropped, panics included.
 struct Probe(Child);
 
@@ -167,9 +191,44 @@ fn scrape(addr: SocketAddr, metric: &str) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// The listeners run in a child process left in the parent cgroup, as a remote server would
+/// be: only the client's side of each connection passes the probe's programs.
+fn serve() -> ! {
+    let provider = listen(PROVIDER);
+    let other = listen(OTHER);
+    println!("{provider} {other}");
+    let _ = std::io::stdout().flush();
+    loop {
+        thread::park();
+    }
+}
+
+fn spawn_server() -> (Child, SocketAddr, SocketAddr) {
+    let mut child = Command::new(std::env::current_exe().expect("own path"))
+        .arg("--serve")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the listener process");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().expect("stdout")),
+        &mut line,
+    )
+    .expect("listener addresses");
+    let mut addrs = line.split_whitespace().map(|a| a.parse().expect("address"));
+    let (p, o) = (
+        addrs.next().expect("provider"),
+        addrs.next().expect("other"),
+    );
+    (child, p, o)
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
+    }
+    if std::env::args().any(|a| a == "--serve") {
+        serve();
     }
     // SAFETY: plain syscall.
     if unsafe { libc::geteuid() } != 0 {
@@ -187,45 +246,90 @@ fn main() {
         root: root.clone(),
         dir,
     };
+    let (mut server, provider, other) = spawn_server();
     fs::write(
         root.join("pod/app/cgroup.procs"),
         std::process::id().to_string(),
     )
     .expect("join the app cgroup");
 
-    let provider = listen(PROVIDER);
-    let other = listen(OTHER);
     let metrics = listen_free_port();
+
+    // Per-program run time, the cost that does not drown in scheduling noise.
+    let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).expect("enable BPF stats");
+    let mut in_kernel = (0u64, 0u64);
+    let mut runs = (0u64, 0u64);
 
     // Warm up the loopback path and page in everything.
     measure(provider, 500);
     let mut detached = (Vec::new(), Vec::new());
     let mut attached = (Vec::new(), Vec::new());
+    // Per-round differences of medians: robust to load that drifts between rounds.
+    let mut deltas = (Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
-        detached.0.extend(measure(provider, CONNECTS_PER_ROUND));
-        detached.1.extend(measure(other, CONNECTS_PER_ROUND));
+        let d = (
+            measure(provider, CONNECTS_PER_ROUND),
+            measure(other, CONNECTS_PER_ROUND),
+        );
         let probe = lab.probe(metrics);
-        attached.0.extend(measure(provider, CONNECTS_PER_ROUND));
-        attached.1.extend(measure(other, CONNECTS_PER_ROUND));
+        let k0 = kernel_ns(&probe);
+        let ap = measure(provider, CONNECTS_PER_ROUND);
+        let k1 = kernel_ns(&probe);
+        let ao = measure(other, CONNECTS_PER_ROUND);
+        let k2 = kernel_ns(&probe);
+        in_kernel.0 += k1.0 - k0.0;
+        in_kernel.1 += k2.0 - k1.0;
+        runs.0 += k1.1 - k0.1;
+        runs.1 += k2.1 - k1.1;
+        let a = (ap, ao);
         stop(probe);
+        deltas
+            .0
+            .push(stats(a.0.clone()).median_ns - stats(d.0.clone()).median_ns);
+        deltas
+            .1
+            .push(stats(a.1.clone()).median_ns - stats(d.1.clone()).median_ns);
+        detached.0.extend(d.0);
+        detached.1.extend(d.1);
+        attached.0.extend(a.0);
+        attached.1.extend(a.1);
     }
     let (dp, dother) = (stats(detached.0), stats(detached.1));
     let (ap, aother) = (stats(attached.0), stats(attached.1));
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (delta_p, delta_other) = (median(deltas.0), median(deltas.1));
+    let per_connect = |ns: u64| ns as f64 / (ROUNDS * CONNECTS_PER_ROUND) as f64;
 
     // Paced phase: RATE connects/s for RATE_SECONDS, then every one must come out as an event.
     let probe = lab.probe(metrics);
     let total = RATE * RATE_SECONDS;
+    // Several pacers, as a node has many clients; each keeps RATE / PACERS per second.
     let start = Instant::now();
-    let mut failed = 0u64;
-    for i in 0..total {
-        let due = start + Duration::from_nanos(i * 1_000_000_000 / RATE);
-        while Instant::now() < due {
-            std::hint::spin_loop();
-        }
-        if one_connect(provider).is_none() {
-            failed += 1;
-        }
-    }
+    let per = total / PACERS;
+    let failed: u64 = thread::scope(|scope| {
+        let pacers: Vec<_> = (0..PACERS)
+            .map(|_| {
+                scope.spawn(move || {
+                    let mut failed = 0u64;
+                    for i in 0..per {
+                        let due = start + Duration::from_nanos(i * 1_000_000_000 * PACERS / RATE);
+                        let now = Instant::now();
+                        if now < due {
+                            thread::sleep(due - now);
+                        }
+                        if one_connect(provider).is_none() {
+                            failed += 1;
+                        }
+                    }
+                    failed
+                })
+            })
+            .collect();
+        pacers.into_iter().map(|p| p.join().unwrap_or(per)).sum()
+    });
     let achieved = total as f64 / start.elapsed().as_secs_f64();
     let deadline = Instant::now() + Duration::from_secs(10);
     while lab.alerts() < total as usize && Instant::now() < deadline {
@@ -234,28 +338,37 @@ fn main() {
     let events = lab.alerts();
     let lost = scrape(metrics, "sluice_probe_events_lost_total");
     stop(probe);
+    let _ = server.kill();
+    let _ = server.wait();
     drop(lab);
 
     let us = |ns: f64| ns / 1000.0;
     println!("connect() on loopback, {ROUNDS} rounds x {CONNECTS_PER_ROUND} per case, detached/attached interleaved:");
     println!(
-        "  case                      detached median/mean   attached median/mean   added (median)"
+        "  case                   detached median/mean   attached median/mean   added: median of per-round deltas (ratio of medians)"
     );
-    for (name, d, a) in [
-        ("provider (full path)", dp, ap),
-        ("other destination", dother, aother),
+    for (name, d, a, delta) in [
+        ("provider (full path)", dp, ap, delta_p),
+        ("other destination", dother, aother, delta_other),
     ] {
         println!(
-            "  {name:<24}  {:>7.2} / {:>7.2} us     {:>7.2} / {:>7.2} us     {:+.2} us ({:.3}x)",
+            "  {name:<21}  {:>7.2} / {:>7.2} us     {:>7.2} / {:>7.2} us     {:+.2} us ({:.3}x)",
             us(d.median_ns),
             us(d.mean_ns),
             us(a.median_ns),
             us(a.mean_ns),
-            us(a.median_ns - d.median_ns),
+            us(delta),
             a.median_ns / d.median_ns
         );
     }
-    // A connect() that failed after its SYN left still produced an event.
+    println!(
+        "in-kernel time of the probe's programs per connect() (all packets of the connection): \
+         provider {:.2} us ({:.1} runs), other destination {:.2} us ({:.1} runs)",
+        us(per_connect(in_kernel.0)),
+        per_connect(runs.0),
+        us(per_connect(in_kernel.1)),
+        per_connect(runs.1)
+    );
     println!(
         "paced: {total} provider connects ({failed} failed) at {achieved:.0}/s (target {RATE}/s): \
          {events} events, lost {}",

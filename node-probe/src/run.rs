@@ -4,13 +4,14 @@
 use std::{
     collections::HashSet,
     fs::OpenOptions,
-    io::{LineWriter, Write},
+    io::{BufWriter, Write},
     net::{IpAddr, ToSocketAddrs},
     path::PathBuf,
     sync::Arc,
     time::{Duration, SystemTime},
 };
 
+use aya::maps::{MapData, RingBuf};
 use tokio::{
     io::unix::AsyncFd,
     signal::unix::{signal, SignalKind},
@@ -59,8 +60,8 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
         comms: cfg.sidecar_comms.clone(),
     };
     let mut out: Box<dyn Write + Send> = match &cfg.output {
-        Output::Stdout => Box::new(LineWriter::new(std::io::stdout())),
-        Output::File(path) => Box::new(LineWriter::new(
+        Output::Stdout => Box::new(BufWriter::new(std::io::stdout())),
+        Output::File(path) => Box::new(BufWriter::new(
             OpenOptions::new()
                 .create(true)
                 .append(true)
@@ -103,6 +104,7 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
     let mut resolve_tick = tokio::time::interval(cfg.resolve_interval);
     let mut rescan_tick = tokio::time::interval(cfg.rescan_interval);
     let mut lost_tick = tokio::time::interval(Duration::from_secs(1));
+    let mut drain_tick = tokio::time::interval(DRAIN_INTERVAL);
     let mut sigterm = signal(SignalKind::terminate()).map_err(io("SIGTERM handler"))?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(io("SIGINT handler"))?;
 
@@ -116,17 +118,15 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
 
     loop {
         tokio::select! {
+            // Woken when the kernel's buffer is a quarter full...
             guard = ring.readable_mut() => {
                 let mut guard = guard.map_err(io("polling the ring buffer"))?;
-                let ring = guard.get_inner_mut();
-                while let Some(item) = ring.next() {
-                    let Some(conn) = Connection::decode(&item) else {
-                        metrics.undecodable();
-                        continue;
-                    };
-                    report(&conn, &cfg, &mut snap, &rules, &metrics, &mut out)?;
-                }
+                drain(guard.get_inner_mut(), &cfg, &mut snap, &rules, &metrics, &mut out)?;
                 guard.clear_ready();
+            }
+            // ...and otherwise every DRAIN_INTERVAL: the kernel does not wake us per event.
+            _ = drain_tick.tick() => {
+                drain(ring.get_mut(), &cfg, &mut snap, &rules, &metrics, &mut out)?;
             }
             _ = rescan_tick.tick() => {
                 if let Ok(fresh) = scan(&cfg.cgroup_root, &rules) {
@@ -159,6 +159,28 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
     drop(probe);
     eprintln!("sluice-node-probe: detached");
     Ok(())
+}
+
+/// Alerts are at most this late; the kernel batches wakeups to keep connect() cheap.
+const DRAIN_INTERVAL: Duration = Duration::from_millis(50);
+
+fn drain(
+    ring: &mut RingBuf<MapData>,
+    cfg: &Config,
+    snap: &mut Snapshot,
+    rules: &SidecarRules,
+    metrics: &Metrics,
+    out: &mut Box<dyn Write + Send>,
+) -> Result<(), RunError> {
+    while let Some(item) = ring.next() {
+        let Some(conn) = Connection::decode(&item) else {
+            metrics.undecodable();
+            continue;
+        };
+        report(&conn, cfg, snap, rules, metrics, out)?;
+    }
+    // One write per batch, not per alert.
+    out.flush().map_err(io("writing alerts"))
 }
 
 fn report(
