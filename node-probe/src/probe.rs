@@ -71,15 +71,6 @@ const PROGRAMS_SOCK_ADDR: [&str; 2] = ["connect4", "connect6"];
 const PROGRAM_EGRESS: &str = "egress";
 const PROGRAMS_RESOLVER: [&str; 2] = ["getaddrinfo_enter", "getaddrinfo_exit"];
 
-/// Where distributions keep libc; the resolver hooks attach to each one that exists.
-pub const LIBC_CANDIDATES: [&str; 5] = [
-    "/lib/x86_64-linux-gnu/libc.so.6",
-    "/usr/lib/x86_64-linux-gnu/libc.so.6",
-    "/lib64/libc.so.6",
-    "/usr/lib64/libc.so.6",
-    "/lib/aarch64-linux-gnu/libc.so.6",
-];
-
 impl Probe {
     /// Loads (verifies) the programs and fills the static maps; nothing is attached yet.
     pub fn load(cfg: &Config) -> Result<Self, ProbeError> {

@@ -2,11 +2,9 @@
 //! watch the lost-event counter, and stop cleanly on SIGINT or SIGTERM.
 
 use std::{
-    collections::HashSet,
     fs::OpenOptions,
     io::{BufWriter, Write},
     net::{IpAddr, ToSocketAddrs},
-    path::PathBuf,
     sync::Arc,
     time::{Duration, SystemTime},
 };
@@ -22,8 +20,9 @@ use crate::{
     alert::{ecs, verdict_name, Connection},
     cgroups::{scan, SidecarRules, Snapshot},
     config::{Config, Output},
+    libc_hooks::LibcHooks,
     metrics::{self, Metrics},
-    probe::{Probe, LIBC_CANDIDATES},
+    probe::Probe,
 };
 
 /// Errors that stop the probe.
@@ -75,11 +74,11 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
         .map_err(io(format!("scanning {}", cfg.cgroup_root.display())))?;
     probe.sync_cgroups(&snap)?;
     probe.attach(&cfg.cgroup_root)?;
-    let hooked = if cfg.resolver_hook {
-        attach_resolver(&mut probe, &cfg)
-    } else {
-        0
-    };
+    let mut libcs = LibcHooks::new(&cfg.libc_paths);
+    if cfg.resolver_hook {
+        libcs.hook_host(&mut probe);
+        libcs.hook_containers(&mut probe, &snap);
+    }
     let ring = probe
         .take_events()
         .ok_or_else(|| io("ring buffer")(std::io::ErrorKind::NotFound.into()))?;
@@ -109,11 +108,12 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
     let mut sigint = signal(SignalKind::interrupt()).map_err(io("SIGINT handler"))?;
 
     eprintln!(
-        "sluice-node-probe: attached to {} (enforce: {}, {} cgroups, {} sidecars, getaddrinfo hooked in {hooked} libc)",
+        "sluice-node-probe: attached to {} (enforce: {}, {} cgroups, {} sidecars, getaddrinfo hooked in {} libc)",
         cfg.cgroup_root.display(),
         cfg.enforce,
         snap.paths.len(),
-        snap.sidecars.len()
+        snap.sidecars.len(),
+        libcs.hooked()
     );
 
     loop {
@@ -132,6 +132,9 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
                 if let Ok(fresh) = scan(&cfg.cgroup_root, &rules) {
                     snap = fresh;
                     probe.sync_cgroups(&snap)?;
+                    if cfg.resolver_hook {
+                        libcs.hook_containers(&mut probe, &snap);
+                    }
                 }
             }
             _ = resolve_tick.tick(), if cfg.resolve_domains => {
@@ -206,35 +209,6 @@ fn report(
     metrics.connection(verdict_name(conn.verdict), provider, conn.raw.blocked != 0);
     writeln!(out, "{doc}").map_err(io("writing an alert"))?;
     Ok(())
-}
-
-/// Hooks getaddrinfo in each libc found; a missing hook only loses a complement, so failures
-/// are reported and skipped. Returns how many files were hooked.
-fn attach_resolver(probe: &mut Probe, cfg: &Config) -> usize {
-    let candidates: Vec<PathBuf> = if cfg.libc_paths.is_empty() {
-        LIBC_CANDIDATES.iter().map(PathBuf::from).collect()
-    } else {
-        cfg.libc_paths.clone()
-    };
-    let mut seen = HashSet::new();
-    let mut hooked = 0;
-    for path in candidates {
-        // /lib is often a symlink to /usr/lib: hook each file once.
-        let Ok(real) = std::fs::canonicalize(&path) else {
-            continue;
-        };
-        if !seen.insert(real.clone()) {
-            continue;
-        }
-        match probe.attach_resolver(&real) {
-            Ok(()) => hooked += 1,
-            Err(e) => eprintln!(
-                "sluice-node-probe: getaddrinfo hook on {}: {e}",
-                real.display()
-            ),
-        }
-    }
-    hooked
 }
 
 /// Resolves the providers' literal domains off the event loop (getaddrinfo blocks).

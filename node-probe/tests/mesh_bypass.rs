@@ -409,6 +409,8 @@ fn uid_1337_app_in_a_meshed_pod_is_still_bypass() {
     assert_eq!(verdict(&a), ("bypass", "direct-egress"));
     assert_eq!(a["user"]["id"], "1337");
     assert_eq!(a["sluice"]["nat_destination"]["ip"], "198.18.0.10");
+    // The README's example alert comes from here (`-- --nocapture`).
+    println!("{a:#}");
 }
 
 #[test]
