@@ -66,6 +66,8 @@ enum Pod {
 
 struct Lab {
     tag: String,
+    /// Loopback address of the probe's Prometheus endpoint.
+    metrics: std::net::SocketAddr,
     dir: PathBuf,
     cgroup: PathBuf,
     children: Vec<Child>,
@@ -101,7 +103,12 @@ impl Lab {
         fs::write(dir.join("server.py"), SERVER).unwrap();
 
         let cgroup = sluice_node_probe::config::default_cgroup_root().join(format!("sluice-{tag}"));
+        // A port free right now; the probe binds it a moment later.
+        let metrics = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap();
         let mut lab = Lab {
+            metrics,
             alerts: dir.join("alerts.jsonl"),
             tag,
             dir,
@@ -225,6 +232,7 @@ impl Lab {
             "enforce": enforce,
             "output": self.alerts,
             "rescan_interval_ms": 500,
+            "metrics_listen": self.metrics.to_string(),
         });
         let path = self.dir.join("probe.json");
         fs::write(&path, config.to_string()).unwrap();
@@ -284,6 +292,16 @@ impl Lab {
             .and_then(|p| p.parse().ok())
             .unwrap_or_else(|| panic!("client said {text:?}"));
         (pid, words.next().unwrap_or_default().to_owned())
+    }
+
+    fn scrape(&self) -> String {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(self.metrics).expect("metrics endpoint");
+        s.write_all(b"GET /metrics HTTP/1.1\r\nhost: probe\r\n\r\n")
+            .unwrap();
+        let mut body = String::new();
+        s.read_to_string(&mut body).unwrap();
+        body
     }
 
     fn alerts(&self) -> Vec<Value> {
@@ -394,6 +412,19 @@ fn app_in_a_pod_without_sidecar_is_bypass() {
     assert_eq!(a["sluice"]["enforced"], false);
     assert_eq!(a["destination"]["port"], 443);
     assert_eq!(a["network"]["type"], "ipv4");
+
+    let metrics = lab.scrape();
+    assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+    assert!(
+        metrics.contains(
+            "sluice_probe_connections_total{verdict=\"bypass\",provider=\"openai\",blocked=\"false\"} 1"
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("sluice_probe_events_lost_total 0"),
+        "{metrics}"
+    );
 }
 
 #[test]
