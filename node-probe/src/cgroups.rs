@@ -10,17 +10,26 @@ use std::{
     fs,
     os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
+    time::Instant,
 };
 
 /// What one scan of the tree found.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub struct Snapshot {
+    /// When the scan ran.
+    pub taken: Instant,
     /// Every cgroup below (and including) the root, by id.
     pub paths: HashMap<u64, PathBuf>,
     /// Sidecar cgroups.
     pub sidecars: HashSet<u64>,
     /// For every cgroup: does its pod (parent) have a sidecar?
     pub pod_has_sidecar: HashMap<u64, bool>,
+}
+
+impl Snapshot {
+    pub fn age(&self) -> std::time::Duration {
+        self.taken.elapsed()
+    }
 }
 
 /// Rules that make a cgroup a sidecar.
@@ -35,7 +44,12 @@ pub struct SidecarRules {
 /// Walks `root` (bounded depth: Kubernetes nests about six levels).
 pub fn scan(root: &Path, rules: &SidecarRules) -> std::io::Result<Snapshot> {
     const MAX_DEPTH: usize = 12;
-    let mut snap = Snapshot::default();
+    let mut snap = Snapshot {
+        taken: Instant::now(),
+        paths: HashMap::new(),
+        sidecars: HashSet::new(),
+        pod_has_sidecar: HashMap::new(),
+    };
     let mut parent_of: HashMap<u64, u64> = HashMap::new();
     let root_id = fs::metadata(root)?.ino();
     snap.paths.insert(root_id, root.to_owned());
@@ -135,6 +149,36 @@ mod tests {
     use super::*;
 
     const CID: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn a_process_name_marks_its_cgroup_as_sidecar() {
+        let tmp = std::env::temp_dir().join(format!("sluice-probe-comm-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&tmp);
+        fs::create_dir_all(tmp.join("pod/proxy")).unwrap();
+        fs::create_dir_all(tmp.join("pod/app")).unwrap();
+        // A stand-in cgroup.procs listing this very process.
+        fs::write(
+            tmp.join("pod/proxy/cgroup.procs"),
+            format!("{}\n", std::process::id()),
+        )
+        .unwrap();
+        let me = fs::read_to_string("/proc/self/comm")
+            .unwrap()
+            .trim_end()
+            .to_owned();
+        let rules = SidecarRules {
+            cgroups: vec![],
+            comms: vec!["pilot-agent".to_owned(), me],
+        };
+        let snap = scan(&tmp, &rules).unwrap();
+        let id = |p: &str| fs::metadata(tmp.join(p)).unwrap().ino();
+        assert_eq!(
+            snap.sidecars.iter().copied().collect::<Vec<_>>(),
+            vec![id("pod/proxy")]
+        );
+        assert!(snap.pod_has_sidecar[&id("pod/app")]);
+        fs::remove_dir_all(&tmp).unwrap();
+    }
 
     #[test]
     fn workload_from_kubernetes_paths() {

@@ -164,6 +164,8 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
     Ok(())
 }
 
+const MISS_RESCAN_AFTER: Duration = Duration::from_secs(1);
+
 /// Alerts are at most this late; the kernel batches wakeups to keep connect() cheap.
 const DRAIN_INTERVAL: Duration = Duration::from_millis(50);
 
@@ -198,8 +200,9 @@ fn report(
         .providers
         .get(conn.raw.provider as usize)
         .map_or("unknown-provider", |p| p.name.as_str());
-    if !snap.paths.contains_key(&conn.raw.cgroup_id) {
-        // A cgroup created since the last scan: look again so the alert can name it.
+    if !snap.paths.contains_key(&conn.raw.cgroup_id) && snap.age() > MISS_RESCAN_AFTER {
+        // A cgroup created since the last scan: look again so the alert can name it (at most
+        // once per MISS_RESCAN_AFTER, so events from vanished cgroups cannot cause a storm).
         if let Ok(fresh) = scan(&cfg.cgroup_root, rules) {
             *snap = fresh;
         }

@@ -27,7 +27,8 @@ const CLIENT: &str = include_str!("lab/client.py");
 const SERVER: &str = include_str!("lab/server.py");
 const HOSTS: &str = "127.0.0.1 localhost\n::1 localhost\n\
     198.18.0.10 api.openai.com\nfd00:5:1::10 api.anthropic.com\n198.18.0.20 internal.example.test\n";
-/// Istio's outbound capture, reduced to what matters here (istio-iptables' ISTIO_OUTPUT).
+/// Istio's outbound capture, reduced to what matters here (istio-iptables' ISTIO_OUTPUT),
+/// plus one foreign DNAT (provider:8443 → 198.18.0.20:443) that is neither mesh nor provider.
 const CAPTURE: &str = "table inet istio {
   chain output {
     type nat hook output priority -100; policy accept;
@@ -35,6 +36,7 @@ const CAPTURE: &str = "table inet istio {
     meta skuid 1337 return
     ip daddr 127.0.0.0/8 return
     ip6 daddr ::1 return
+    ip daddr 198.18.0.10 tcp dport 8443 dnat ip to 198.18.0.20:443
     tcp dport != 15001 redirect to :15001
   }
 }
@@ -273,12 +275,23 @@ impl Lab {
 
     /// Runs the app stand-in and returns (pid, outcome).
     fn connect(&self, pod: Pod, uid_1337: bool, host: &str, timeout_s: u32) -> (u64, String) {
+        self.connect_port(pod, uid_1337, host, 443, timeout_s)
+    }
+
+    fn connect_port(
+        &self,
+        pod: Pod,
+        uid_1337: bool,
+        host: &str,
+        port: u16,
+        timeout_s: u32,
+    ) -> (u64, String) {
         let (cg, ns) = match pod {
             Pod::Meshed => ("pod-meshed/app", self.ns('m')),
             Pod::Plain => ("pod-plain/app", self.ns('u')),
         };
         let args = format!(
-            "{} {host} 443 {timeout_s}",
+            "{} {host} {port} {timeout_s}",
             self.dir.join("client.py").display()
         );
         let out = self
@@ -553,4 +566,21 @@ fn getaddrinfo_hook_learns_provider_addresses_in_the_kernel() {
         lab.alerts().iter().all(|a| a["process"]["pid"] != before),
         "an address nobody had resolved as a provider name was reported"
     );
+}
+
+#[test]
+#[ignore = "needs root; run by `make test-probe`"]
+fn nat_to_somewhere_else_is_unknown() {
+    // Some other NAT (not the sidecar's capture) sends the provider connection elsewhere: the
+    // probe cannot vouch for it either way.
+    let mut lab = Lab::new();
+    lab.start_probe(true);
+    let (pid, outcome) = lab.connect_port(Pod::Meshed, false, "api.openai.com", 8443, 3);
+    assert_eq!(outcome, "connected", "unknown is reported, never blocked");
+    let a = lab.alert_for(pid);
+    assert_eq!(verdict(&a), ("unknown", "rewritten-elsewhere"));
+    assert_eq!(a["event"]["kind"], "alert");
+    assert_eq!(a["destination"]["port"], 8443);
+    assert_eq!(a["sluice"]["nat_destination"]["ip"], "198.18.0.20");
+    assert_eq!(a["sluice"]["enforced"], false);
 }
