@@ -203,11 +203,36 @@ impl ConnectEvent {
     }
 }
 
+/// Bytes of a TLS request line kept (the rest of the line is cut).
+pub const TLS_LINE_LEN: usize = 128;
+
+/// Index of the watched root's cgroup level, then its id, in the `ROOT` array.
+pub const ROOT_LEVEL: u32 = 0;
+pub const ROOT_ID: u32 = 1;
+
+/// The request line an application wrote into OpenSSL (`SSL_write`/`SSL_write_ex`), taken
+/// in the kernel for processes under the watched cgroup only. Only the first line of an HTTP
+/// request is kept and its query string is masked there, so headers (`Authorization`,
+/// `x-api-key`) and `?key=` credentials never reach userspace.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct TlsEvent {
+    pub cgroup_id: u64,
+    pub pid: u32,
+    pub tgid: u32,
+    pub uid: u32,
+    /// Bytes of `line` in use.
+    pub len: u32,
+    pub comm: [u8; COMM_LEN],
+    pub line: [u8; TLS_LINE_LEN],
+}
+
 #[cfg(feature = "user")]
 mod user {
     // SAFETY: plain-old-data, `#[repr(C)]`, every bit pattern valid, no implicit padding.
     unsafe impl aya::Pod for super::AddrPort {}
     unsafe impl aya::Pod for super::ConnectEvent {}
+    unsafe impl aya::Pod for super::TlsEvent {}
 }
 
 #[cfg(test)]
@@ -219,6 +244,8 @@ mod tests {
         assert_eq!(core::mem::size_of::<AddrPort>(), 20);
         // 4*8 + 5*4 + 2*16 + 2*2 + 4 + 16 + 4 explicit padding bytes.
         assert_eq!(core::mem::size_of::<ConnectEvent>(), 112);
+        // Told apart from ConnectEvent on the ring buffer by size.
+        assert_eq!(core::mem::size_of::<TlsEvent>(), 8 + 4 * 4 + 16 + 128);
     }
 
     #[test]

@@ -38,7 +38,7 @@ pub(crate) static PROVIDERS: HashMap<Addr, u32> = HashMap::with_max_entries(8192
 
 /// Cgroup ids of sidecar containers (Istio's `istio-proxy`).
 #[map]
-static SIDECARS: HashMap<u64, u8> = HashMap::with_max_entries(4096, 0);
+pub(crate) static SIDECARS: HashMap<u64, u8> = HashMap::with_max_entries(4096, 0);
 
 /// Cgroup id → whether its pod has a sidecar (`POD_HAS_SIDECAR` / `POD_NO_SIDECAR`).
 /// Absent means "not scanned yet": then only the egress program decides.
@@ -58,7 +58,7 @@ static SETTINGS: Array<u32> = Array::with_max_entries(1, 0);
 static PENDING: LruHashMap<u64, ConnectEvent> = LruHashMap::with_max_entries(16384, 0);
 
 #[map]
-static EVENTS: RingBuf = RingBuf::with_byte_size(RING_BYTES, 0);
+pub(crate) static EVENTS: RingBuf = RingBuf::with_byte_size(RING_BYTES, 0);
 
 /// Events the ring buffer had no room for.
 #[map]
@@ -319,7 +319,7 @@ fn emit(ev: &ConnectEvent) {
 }
 
 #[inline(always)]
-fn count_lost() {
+pub(crate) fn count_lost() {
     if let Some(n) = LOST.get_ptr_mut(0) {
         // SAFETY: per-CPU slot, no concurrent writer on this CPU while the program runs.
         unsafe { *n += 1 };

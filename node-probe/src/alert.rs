@@ -9,7 +9,7 @@ use std::{
     time::{SystemTime, UNIX_EPOCH},
 };
 
-use node_probe_common::{is_mapped_v4, Addr, ConnectEvent, Reason, Verdict};
+use node_probe_common::{is_mapped_v4, Addr, ConnectEvent, Reason, TlsEvent, Verdict};
 use serde_json::{json, Value};
 
 use crate::cgroups::workload;
@@ -43,6 +43,85 @@ impl Connection {
     pub fn destination(&self) -> IpAddr {
         to_ip(&self.raw.daddr)
     }
+}
+
+/// A request line taken from OpenSSL, already masked by the kernel.
+#[derive(Debug, Clone)]
+pub struct TlsRequest {
+    pub raw: TlsEvent,
+    pub method: String,
+    pub path: String,
+    /// The masked query (`*`s), when there was one.
+    pub query: Option<String>,
+}
+
+impl TlsRequest {
+    /// Decodes a ring-buffer record; `None` for another size or a line that does not parse.
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        if bytes.len() != size_of::<TlsEvent>() {
+            return None;
+        }
+        // SAFETY: as in `Connection::decode`: right length, plain data.
+        let raw: TlsEvent = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+        let len = (raw.len as usize).min(raw.line.len());
+        let line = std::str::from_utf8(&raw.line[..len]).ok()?;
+        let mut parts = line.split(' ');
+        let method = parts.next()?.to_owned();
+        let target = parts.next()?;
+        let (path, query) = match target.split_once('?') {
+            Some((p, q)) => (p.to_owned(), Some(q.to_owned())),
+            None => (target.to_owned(), None),
+        };
+        Some(Self {
+            raw,
+            method,
+            path,
+            query,
+        })
+    }
+}
+
+/// ECS document for a TLS request line.
+pub fn ecs_tls(req: &TlsRequest, cgroup: Option<&Path>, now: SystemTime) -> Value {
+    let ev = &req.raw;
+    let comm = c_str(&ev.comm);
+    let w = cgroup.map(workload).unwrap_or_default();
+    let mut doc = json!({
+        "@timestamp": rfc3339(now),
+        "ecs": {"version": ECS_VERSION},
+        "message": format!("{comm} sent {} {} over TLS", req.method, req.path),
+        "event": {
+            "kind": "event",
+            "category": ["network", "web"],
+            "type": ["info"],
+            "action": "tls-request",
+            "module": "sluice",
+            "dataset": "sluice.node_probe",
+        },
+        "process": {"pid": ev.tgid, "thread": {"id": ev.pid}, "name": comm},
+        "user": {"id": ev.uid.to_string()},
+        "http": {"request": {"method": req.method}},
+        "url": {"path": req.path},
+        "sluice": {"cgroup": {"id": ev.cgroup_id}},
+    });
+    if let Some(q) = &req.query {
+        doc["url"]["query"] = json!(q);
+    }
+    if let Some(path) = cgroup {
+        doc["sluice"]["cgroup"]["path"] = json!(path.display().to_string());
+    }
+    if let Some(id) = w.container_id {
+        doc["container"] = json!({"id": id});
+    }
+    if let Some(uid) = w.pod_uid {
+        doc["orchestrator"] = json!({"type": "kubernetes", "resource": {"type": "pod", "id": uid}});
+    }
+    doc
+}
+
+fn c_str(bytes: &[u8]) -> String {
+    let len = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    String::from_utf8_lossy(&bytes[..len]).into_owned()
 }
 
 pub fn to_ip(a: &Addr) -> IpAddr {
@@ -247,6 +326,37 @@ mod tests {
             "1b2c3d4e-0000-4000-8000-aaaaaaaaaaaa"
         );
         assert!(doc["container"]["id"].is_string());
+    }
+
+    #[test]
+    fn tls_request_lines_decode() {
+        let mut raw = TlsEvent {
+            cgroup_id: 7,
+            pid: 1,
+            tgid: 1,
+            uid: 0,
+            len: 0,
+            comm: [0; 16],
+            line: [0; 128],
+        };
+        let line = b"POST /v1beta/models/gemini-pro:generateContent?***** HTTP/1.1";
+        raw.line[..line.len()].copy_from_slice(line);
+        raw.len = line.len() as u32;
+        // SAFETY: viewing plain data as bytes.
+        let bytes = unsafe {
+            std::slice::from_raw_parts(
+                (&raw as *const TlsEvent).cast::<u8>(),
+                size_of::<TlsEvent>(),
+            )
+        };
+        let req = TlsRequest::decode(bytes).unwrap();
+        assert_eq!(req.method, "POST");
+        assert_eq!(req.path, "/v1beta/models/gemini-pro:generateContent");
+        assert_eq!(req.query.as_deref(), Some("*****"));
+        let doc = ecs_tls(&req, None, UNIX_EPOCH);
+        assert_eq!(doc["http"]["request"]["method"], "POST");
+        assert_eq!(doc["event"]["action"], "tls-request");
+        assert!(Connection::decode(bytes).is_none(), "told apart by size");
     }
 
     #[test]

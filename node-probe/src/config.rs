@@ -53,6 +53,10 @@ pub struct Config {
     pub libc_paths: Vec<PathBuf>,
     /// Learn provider addresses from `getaddrinfo` in the kernel.
     pub resolver_hook: bool,
+    /// Report the (masked) request line applications under the root write into OpenSSL.
+    pub tls_capture: bool,
+    /// libssl files to hook; empty = every usual path that exists.
+    pub libssl_paths: Vec<PathBuf>,
     /// Cgroups (absolute, or relative to `cgroup_root`) that are sidecars whatever runs there.
     pub sidecar_cgroups: Vec<PathBuf>,
     /// Process names that mark their cgroup as a sidecar (Istio's `pilot-agent` and `envoy`).
@@ -92,6 +96,10 @@ struct RawConfig {
     #[serde(default)]
     libc_paths: Vec<PathBuf>,
     resolver_hook: Option<bool>,
+    #[serde(default)]
+    tls_capture: bool,
+    #[serde(default)]
+    libssl_paths: Vec<PathBuf>,
     #[serde(default)]
     sidecar_cgroups: Vec<PathBuf>,
     sidecar_comms: Option<Vec<String>>,
@@ -207,6 +215,8 @@ impl Config {
             resolve_domains: raw.resolve_domains.unwrap_or(true),
             libc_paths: raw.libc_paths,
             resolver_hook: raw.resolver_hook.unwrap_or(true),
+            tls_capture: raw.tls_capture,
+            libssl_paths: raw.libssl_paths,
             sidecar_cgroups: raw.sidecar_cgroups,
             sidecar_comms: raw
                 .sidecar_comms

@@ -1,6 +1,6 @@
-//! Finds the libc files that processes really use — the node's, and each container's through
-//! `/proc/PID/root` — and hooks `getaddrinfo` once per file (by device and inode), so a file
-//! shared by many containers costs one attachment.
+//! Finds the shared libraries processes really use — the node's, and each container's through
+//! `/proc/PID/root` — and hooks them once per file (by device and inode), so a file shared by
+//! many containers costs one attachment: libc for `getaddrinfo`, libssl for `SSL_write`.
 
 use std::{
     collections::HashSet,
@@ -21,23 +21,46 @@ pub const LIBC_CANDIDATES: [&str; 6] = [
     "/lib/ld-musl-x86_64.so.1",
 ];
 
+/// Where distributions keep OpenSSL 3's libssl.
+pub const LIBSSL_CANDIDATES: [&str; 4] = [
+    "/lib/x86_64-linux-gnu/libssl.so.3",
+    "/usr/lib/x86_64-linux-gnu/libssl.so.3",
+    "/lib64/libssl.so.3",
+    "/usr/lib64/libssl.so.3",
+];
+
+/// Which programs a library gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HookKind {
+    /// libc `getaddrinfo`.
+    Resolver,
+    /// OpenSSL `SSL_write` / `SSL_write_ex`.
+    Tls,
+}
+
 /// The files hooked so far.
-pub struct LibcHooks {
+pub struct LibHooks {
+    kind: HookKind,
     candidates: Vec<PathBuf>,
     /// (device, inode) of every file tried, hooked or not, so failures are not retried.
     seen: HashSet<(u64, u64)>,
     hooked: usize,
 }
 
-impl LibcHooks {
+impl LibHooks {
     /// `paths` overrides the usual locations when not empty.
-    pub fn new(paths: &[PathBuf]) -> Self {
+    pub fn new(kind: HookKind, paths: &[PathBuf]) -> Self {
+        let defaults: &[&str] = match kind {
+            HookKind::Resolver => &LIBC_CANDIDATES,
+            HookKind::Tls => &LIBSSL_CANDIDATES,
+        };
         let candidates = if paths.is_empty() {
-            LIBC_CANDIDATES.iter().map(PathBuf::from).collect()
+            defaults.iter().map(PathBuf::from).collect()
         } else {
             paths.to_vec()
         };
         Self {
+            kind,
             candidates,
             seen: HashSet::new(),
             hooked: 0,
@@ -79,10 +102,15 @@ impl LibcHooks {
         if !self.seen.insert((meta.dev(), meta.ino())) {
             return;
         }
-        match probe.attach_resolver(path) {
+        let result = match self.kind {
+            HookKind::Resolver => probe.attach_resolver(path),
+            HookKind::Tls => probe.attach_tls(path),
+        };
+        match result {
             Ok(()) => self.hooked += 1,
             Err(e) => eprintln!(
-                "sluice-node-probe: getaddrinfo hook on {}: {e}",
+                "sluice-node-probe: {:?} hook on {}: {e}",
+                self.kind,
                 path.display()
             ),
         }

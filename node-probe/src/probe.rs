@@ -6,6 +6,7 @@ use std::{
     collections::HashSet,
     fs::File,
     net::IpAddr,
+    os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
 };
 
@@ -18,7 +19,7 @@ use aya::{
 };
 use node_probe_common::{
     host_name, mapped_v4, Addr, AddrPort, HostName, FLAG_ENFORCE, POD_HAS_SIDECAR, POD_NO_SIDECAR,
-    SETTING_FLAGS,
+    ROOT_ID, ROOT_LEVEL, SETTING_FLAGS,
 };
 
 use crate::{cgroups::Snapshot, config::Config};
@@ -58,6 +59,7 @@ pub struct Probe {
     _settings: Array<MapData, u32>,
     _mesh: HashMap<MapData, AddrPort, u8>,
     _names: HashMap<MapData, HostName, u32>,
+    root: Array<MapData, u64>,
     events: Option<RingBuf<MapData>>,
     known_cgroups: HashSet<u64>,
     known_sidecars: HashSet<u64>,
@@ -70,6 +72,9 @@ static OBJECT: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/node-pr
 const PROGRAMS_SOCK_ADDR: [&str; 2] = ["connect4", "connect6"];
 const PROGRAM_EGRESS: &str = "egress";
 const PROGRAMS_RESOLVER: [&str; 2] = ["getaddrinfo_enter", "getaddrinfo_exit"];
+const PROGRAM_TLS: &str = "ssl_write";
+/// OpenSSL's write calls; both take (ssl, buf, num) first, which is all the program reads.
+const TLS_SYMBOLS: [&str; 2] = ["SSL_write", "SSL_write_ex"];
 
 impl Probe {
     /// Loads (verifies) the programs and fills the static maps; nothing is attached yet.
@@ -130,6 +135,7 @@ impl Probe {
             _settings: settings,
             _mesh: mesh,
             _names: names,
+            root: take(&mut ebpf, "ROOT")?,
             events: Some(take(&mut ebpf, "EVENTS")?),
             known_cgroups: HashSet::new(),
             known_sidecars: HashSet::new(),
@@ -167,6 +173,37 @@ impl Probe {
             let prog: &mut UProbe = program(&mut self.ebpf, name)?;
             prog.attach("getaddrinfo", path, UProbeScope::AllProcesses)
                 .map_err(|source| ProbeError::Program { name, source })?;
+        }
+        Ok(())
+    }
+
+    /// Hooks OpenSSL's write calls in the libssl at `path`. The program only reports processes
+    /// under `cgroup` (by its level and id), so call [`Probe::watch_root`] first.
+    pub fn attach_tls(&mut self, path: &Path) -> Result<(), ProbeError> {
+        let name = PROGRAM_TLS;
+        let prog: &mut UProbe = program(&mut self.ebpf, name)?;
+        for symbol in TLS_SYMBOLS {
+            prog.attach(symbol, path, UProbeScope::AllProcesses)
+                .map_err(|source| ProbeError::Program { name, source })?;
+        }
+        Ok(())
+    }
+
+    /// Tells the TLS program which subtree it may report on.
+    pub fn watch_root(&mut self, cgroup: &Path) -> Result<(), ProbeError> {
+        let err = |source| ProbeError::Cgroup {
+            path: cgroup.to_owned(),
+            source,
+        };
+        let id = std::fs::metadata(cgroup).map_err(err)?.ino();
+        let level = cgroup_level(cgroup).map_err(err)?;
+        for (index, value) in [(ROOT_LEVEL, level), (ROOT_ID, id)] {
+            self.root
+                .set(index, value, 0)
+                .map_err(|source| ProbeError::Map {
+                    name: "ROOT",
+                    source,
+                })?;
         }
         Ok(())
     }
@@ -256,6 +293,25 @@ where
 {
     let map = ebpf.take_map(name).ok_or(ProbeError::Missing(name))?;
     T::try_from(map).map_err(|source| ProbeError::Map { name, source })
+}
+
+/// Depth of `dir` below the cgroup v2 mount it lives on (the mount's root is level 0), as
+/// `bpf_get_current_ancestor_cgroup_id` counts.
+pub fn cgroup_level(dir: &Path) -> std::io::Result<u64> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")?;
+    let mount = mountinfo
+        .lines()
+        .filter(|l| {
+            l.split(" - ")
+                .nth(1)
+                .is_some_and(|t| t.starts_with("cgroup2 "))
+        })
+        .filter_map(|l| l.split(' ').nth(4).map(PathBuf::from))
+        .filter(|m| dir.starts_with(m))
+        .max_by_key(|m| m.as_os_str().len())
+        .ok_or_else(|| std::io::Error::other("not on a cgroup v2 mount"))?;
+    let below = dir.strip_prefix(&mount).map_err(std::io::Error::other)?;
+    Ok(below.components().count() as u64)
 }
 
 /// The kernel's key form: IPv4 as IPv4-mapped IPv6.

@@ -17,10 +17,10 @@ use tokio::{
 };
 
 use crate::{
-    alert::{ecs, verdict_name, Connection},
+    alert::{ecs, ecs_tls, verdict_name, Connection, TlsRequest},
     cgroups::{scan, SidecarRules, Snapshot},
     config::{Config, Output},
-    libc_hooks::LibcHooks,
+    libc_hooks::{HookKind, LibHooks},
     metrics::{self, Metrics},
     probe::Probe,
 };
@@ -74,10 +74,16 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
         .map_err(io(format!("scanning {}", cfg.cgroup_root.display())))?;
     probe.sync_cgroups(&snap)?;
     probe.attach(&cfg.cgroup_root)?;
-    let mut libcs = LibcHooks::new(&cfg.libc_paths);
+    let mut libcs = LibHooks::new(HookKind::Resolver, &cfg.libc_paths);
     if cfg.resolver_hook {
         libcs.hook_host(&mut probe);
         libcs.hook_containers(&mut probe, &snap);
+    }
+    let mut libssls = LibHooks::new(HookKind::Tls, &cfg.libssl_paths);
+    if cfg.tls_capture {
+        probe.watch_root(&cfg.cgroup_root)?;
+        libssls.hook_host(&mut probe);
+        libssls.hook_containers(&mut probe, &snap);
     }
     let ring = probe
         .take_events()
@@ -108,12 +114,13 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
     let mut sigint = signal(SignalKind::interrupt()).map_err(io("SIGINT handler"))?;
 
     eprintln!(
-        "sluice-node-probe: attached to {} (enforce: {}, {} cgroups, {} sidecars, getaddrinfo hooked in {} libc)",
+        "sluice-node-probe: attached to {} (enforce: {}, {} cgroups, {} sidecars, getaddrinfo hooked in {} libc, SSL_write in {} libssl)",
         cfg.cgroup_root.display(),
         cfg.enforce,
         snap.paths.len(),
         snap.sidecars.len(),
-        libcs.hooked()
+        libcs.hooked(),
+        libssls.hooked()
     );
 
     loop {
@@ -134,6 +141,9 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
                     probe.sync_cgroups(&snap)?;
                     if cfg.resolver_hook {
                         libcs.hook_containers(&mut probe, &snap);
+                    }
+                    if cfg.tls_capture {
+                        libssls.hook_containers(&mut probe, &snap);
                     }
                 }
             }
@@ -178,11 +188,15 @@ fn drain(
     out: &mut Box<dyn Write + Send>,
 ) -> Result<(), RunError> {
     while let Some(item) = ring.next() {
-        let Some(conn) = Connection::decode(&item) else {
+        if let Some(conn) = Connection::decode(&item) {
+            report(&conn, cfg, snap, rules, metrics, out)?;
+        } else if let Some(req) = TlsRequest::decode(&item) {
+            let path = snap.paths.get(&req.raw.cgroup_id).map(|p| p.as_path());
+            let doc = ecs_tls(&req, path, SystemTime::now());
+            writeln!(out, "{doc}").map_err(io("writing an event"))?;
+        } else {
             metrics.undecodable();
-            continue;
-        };
-        report(&conn, cfg, snap, rules, metrics, out)?;
+        }
     }
     // One write per batch, not per alert.
     out.flush().map_err(io("writing alerts"))
