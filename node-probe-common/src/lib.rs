@@ -210,10 +210,13 @@ pub const TLS_LINE_LEN: usize = 128;
 pub const ROOT_LEVEL: u32 = 0;
 pub const ROOT_ID: u32 = 1;
 
+/// `TlsEvent::flags`: the target had a query string, which the kernel left out.
+pub const TLS_QUERY_DROPPED: u16 = 1;
+
 /// The request line an application wrote into OpenSSL (`SSL_write`/`SSL_write_ex`), taken
-/// in the kernel for processes under the watched cgroup only. Only the first line of an HTTP
-/// request is kept and its query string is masked there, so headers (`Authorization`,
-/// `x-api-key`) and `?key=` credentials never reach userspace.
+/// in the kernel for processes under the watched cgroup only. Only the method and the path
+/// are kept — nothing from the query string or the headers is copied — so `Authorization`,
+/// `x-api-key` and `?key=` credentials never reach userspace.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct TlsEvent {
@@ -222,7 +225,9 @@ pub struct TlsEvent {
     pub tgid: u32,
     pub uid: u32,
     /// Bytes of `line` in use.
-    pub len: u32,
+    pub len: u16,
+    /// `TLS_QUERY_DROPPED` when the request target had a query string (never copied).
+    pub flags: u16,
     pub comm: [u8; COMM_LEN],
     pub line: [u8; TLS_LINE_LEN],
 }

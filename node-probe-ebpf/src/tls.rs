@@ -2,8 +2,8 @@
 //! application sends, for the alert's method and path.
 //!
 //! Filtered in the kernel to processes under the watched cgroup (`ROOT`), sidecars excluded,
-//! so the hook never reports host-wide. Only a request line is kept, cut at the first CR/LF,
-//! with the query string overwritten by `*`: headers and `?key=` credentials stay in the kernel.
+//! so the hook never reports host-wide. Only "METHOD /path" is copied into the event: query
+//! strings (`?key=`) and headers (`Authorization`) are never copied out of the application.
 
 use aya_ebpf::{
     helpers::{
@@ -14,7 +14,7 @@ use aya_ebpf::{
     maps::Array,
     programs::ProbeContext,
 };
-use node_probe_common::{TlsEvent, ROOT_ID, ROOT_LEVEL, TLS_LINE_LEN};
+use node_probe_common::{TlsEvent, ROOT_ID, ROOT_LEVEL, TLS_LINE_LEN, TLS_QUERY_DROPPED};
 
 use crate::probe::{count_lost, EVENTS, SIDECARS};
 
@@ -55,21 +55,38 @@ fn on_write(ctx: &ProbeContext) -> Option<()> {
         }
     };
     let ev = slot.as_mut_ptr();
-    // SAFETY: `ev` points into the reserved record, written field by field before submit.
+    let want = if num < TLS_LINE_LEN as u64 {
+        num as usize
+    } else {
+        TLS_LINE_LEN
+    };
+    // SAFETY: `ev` points into the reserved record, written field by field before submit;
+    // user memory is only read through the helper, into bounded slices of it.
     unsafe {
         let line = &mut (*ev).line;
-        let want = if num < TLS_LINE_LEN as u64 {
-            num as usize
-        } else {
-            TLS_LINE_LEN
-        };
         *line = [0u8; TLS_LINE_LEN];
-        if bpf_probe_read_user_buf(buf, &mut line[..want]).is_err() || !is_request(line) {
+        let read = match line.get_mut(..want) {
+            Some(dst) => bpf_probe_read_user_buf(buf, dst).is_ok(),
+            None => false,
+        };
+        if !read || !is_request(line) {
             slot.discard(0);
             return None;
         }
-        let len = mask(line);
-        (*ev).len = len as u32;
+        let (cut, query) = cut_point(line);
+        // Copy again only the method and path: what followed never sits in the record.
+        *line = [0u8; TLS_LINE_LEN];
+        // `get_mut`, not indexing: a panic path would not pass the verifier.
+        let copied = match line.get_mut(..cut) {
+            Some(dst) if cut > 0 => bpf_probe_read_user_buf(buf, dst).is_ok(),
+            _ => false,
+        };
+        if !copied {
+            slot.discard(0);
+            return None;
+        }
+        (*ev).len = cut as u16;
+        (*ev).flags = if query { TLS_QUERY_DROPPED } else { 0 };
         (*ev).cgroup_id = cgroup_id;
         let pid_tgid = bpf_get_current_pid_tgid();
         (*ev).pid = pid_tgid as u32;
@@ -91,28 +108,24 @@ fn is_request(b: &[u8; TLS_LINE_LEN]) -> bool {
         || (b[0] == b'D' && b[1] == b'E' && b[2] == b'L' && b[3] == b'E' && b[4] == b'T')
 }
 
-/// Cuts at the first CR/LF and stars the query string; returns the kept length.
+/// Where "METHOD /path" ends: at the query's `?`, the space before the HTTP version, or the
+/// end of the line. Also says whether a query string was cut off.
 #[inline(always)]
-fn mask(b: &mut [u8; TLS_LINE_LEN]) -> usize {
-    let mut in_query = false;
+fn cut_point(b: &[u8; TLS_LINE_LEN]) -> (usize, bool) {
     let mut spaces = 0u32;
-    let mut end = TLS_LINE_LEN;
-    for (i, c) in b.iter_mut().enumerate() {
-        if end != TLS_LINE_LEN || *c == b'\r' || *c == b'\n' || *c == 0 {
-            if end == TLS_LINE_LEN {
-                end = i;
-            }
-            *c = 0;
-            continue;
+    for (i, &c) in b.iter().enumerate() {
+        if c == b'?' {
+            return (i, true);
         }
-        if *c == b' ' {
+        if c == b'\r' || c == b'\n' || c == 0 {
+            return (i, false);
+        }
+        if c == b' ' {
             spaces += 1;
-            in_query = false;
-        } else if *c == b'?' && spaces == 1 {
-            in_query = true;
-        } else if in_query {
-            *c = b'*';
+            if spaces == 2 {
+                return (i, false);
+            }
         }
     }
-    end
+    (TLS_LINE_LEN, false)
 }

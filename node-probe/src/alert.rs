@@ -9,7 +9,9 @@ use std::{
     time::{SystemTime, UNIX_EPOCH},
 };
 
-use node_probe_common::{is_mapped_v4, Addr, ConnectEvent, Reason, TlsEvent, Verdict};
+use node_probe_common::{
+    is_mapped_v4, Addr, ConnectEvent, Reason, TlsEvent, Verdict, TLS_QUERY_DROPPED,
+};
 use serde_json::{json, Value};
 
 use crate::cgroups::workload;
@@ -51,8 +53,8 @@ pub struct TlsRequest {
     pub raw: TlsEvent,
     pub method: String,
     pub path: String,
-    /// The masked query (`*`s), when there was one.
-    pub query: Option<String>,
+    /// The request had a query string (left in the application by the kernel).
+    pub query_dropped: bool,
 }
 
 impl TlsRequest {
@@ -65,18 +67,12 @@ impl TlsRequest {
         let raw: TlsEvent = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
         let len = (raw.len as usize).min(raw.line.len());
         let line = std::str::from_utf8(&raw.line[..len]).ok()?;
-        let mut parts = line.split(' ');
-        let method = parts.next()?.to_owned();
-        let target = parts.next()?;
-        let (path, query) = match target.split_once('?') {
-            Some((p, q)) => (p.to_owned(), Some(q.to_owned())),
-            None => (target.to_owned(), None),
-        };
+        let (method, path) = line.split_once(' ')?;
         Some(Self {
+            method: method.to_owned(),
+            path: path.to_owned(),
+            query_dropped: raw.flags & TLS_QUERY_DROPPED != 0,
             raw,
-            method,
-            path,
-            query,
         })
     }
 }
@@ -104,8 +100,8 @@ pub fn ecs_tls(req: &TlsRequest, cgroup: Option<&Path>, now: SystemTime) -> Valu
         "url": {"path": req.path},
         "sluice": {"cgroup": {"id": ev.cgroup_id}},
     });
-    if let Some(q) = &req.query {
-        doc["url"]["query"] = json!(q);
+    if req.query_dropped {
+        doc["sluice"]["tls"] = json!({"query_dropped": true});
     }
     if let Some(path) = cgroup {
         doc["sluice"]["cgroup"]["path"] = json!(path.display().to_string());
@@ -336,12 +332,13 @@ mod tests {
             tgid: 1,
             uid: 0,
             len: 0,
+            flags: TLS_QUERY_DROPPED,
             comm: [0; 16],
             line: [0; 128],
         };
-        let line = b"POST /v1beta/models/gemini-pro:generateContent?***** HTTP/1.1";
+        let line = b"POST /v1beta/models/gemini-pro:generateContent";
         raw.line[..line.len()].copy_from_slice(line);
-        raw.len = line.len() as u32;
+        raw.len = line.len() as u16;
         // SAFETY: viewing plain data as bytes.
         let bytes = unsafe {
             std::slice::from_raw_parts(
@@ -352,10 +349,11 @@ mod tests {
         let req = TlsRequest::decode(bytes).unwrap();
         assert_eq!(req.method, "POST");
         assert_eq!(req.path, "/v1beta/models/gemini-pro:generateContent");
-        assert_eq!(req.query.as_deref(), Some("*****"));
+        assert!(req.query_dropped);
         let doc = ecs_tls(&req, None, UNIX_EPOCH);
         assert_eq!(doc["http"]["request"]["method"], "POST");
         assert_eq!(doc["event"]["action"], "tls-request");
+        assert_eq!(doc["sluice"]["tls"]["query_dropped"], true);
         assert!(Connection::decode(bytes).is_none(), "told apart by size");
     }
 

@@ -90,7 +90,7 @@ impl Probe {
             name: PROGRAM_EGRESS,
             source,
         })?;
-        for name in PROGRAMS_RESOLVER {
+        for name in PROGRAMS_RESOLVER.into_iter().chain([PROGRAM_TLS]) {
             let prog: &mut UProbe = program(&mut ebpf, name)?;
             prog.load()
                 .map_err(|source| ProbeError::Program { name, source })?;

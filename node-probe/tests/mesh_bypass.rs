@@ -25,6 +25,8 @@ use serde_json::Value;
 const PYTHON: &str = "/usr/bin/python3";
 const CLIENT: &str = include_str!("lab/client.py");
 const SERVER: &str = include_str!("lab/server.py");
+const TLS_SERVER: &str = include_str!("lab/tls_server.py");
+const TLS_CLIENT: &str = include_str!("lab/tls_client.py");
 const HOSTS: &str = "127.0.0.1 localhost\n::1 localhost\n\
     198.18.0.10 api.openai.com\nfd00:5:1::10 api.anthropic.com\n198.18.0.20 internal.example.test\n";
 /// Istio's outbound capture, reduced to what matters here (istio-iptables' ISTIO_OUTPUT),
@@ -103,6 +105,8 @@ impl Lab {
         sh(&format!("chmod 755 {}", dir.display()));
         fs::write(dir.join("client.py"), CLIENT).unwrap();
         fs::write(dir.join("server.py"), SERVER).unwrap();
+        fs::write(dir.join("tls_server.py"), TLS_SERVER).unwrap();
+        fs::write(dir.join("tls_client.py"), TLS_CLIENT).unwrap();
 
         let cgroup = sluice_node_probe::config::default_cgroup_root().join(format!("sluice-{tag}"));
         // A port free right now; the probe binds it a moment later.
@@ -217,6 +221,7 @@ impl Lab {
     fn start_probe(&mut self, enforce: bool) {
         self.start_probe_with(
             enforce,
+            false,
             serde_json::json!([
                 {"name": "openai", "domains": ["api.openai.com"], "addresses": ["198.18.0.10"]},
                 {"name": "anthropic", "domains": ["api.anthropic.com"], "addresses": ["fd00:5:1::10"]},
@@ -224,7 +229,7 @@ impl Lab {
         );
     }
 
-    fn start_probe_with(&mut self, enforce: bool, providers: Value) {
+    fn start_probe_with(&mut self, enforce: bool, tls: bool, providers: Value) {
         let config = serde_json::json!({
             "cgroup_root": self.cgroup,
             // Never ask a real resolver: addresses come from the config or the getaddrinfo hook.
@@ -235,6 +240,7 @@ impl Lab {
             "output": self.alerts,
             "rescan_interval_ms": 500,
             "metrics_listen": self.metrics.to_string(),
+            "tls_capture": tls,
         });
         let path = self.dir.join("probe.json");
         fs::write(&path, config.to_string()).unwrap();
@@ -315,6 +321,55 @@ impl Lab {
         let mut body = String::new();
         s.read_to_string(&mut body).unwrap();
         body
+    }
+
+    /// A provider speaking TLS on 198.18.0.10:4443 with a throwaway certificate; returns the
+    /// CA file clients trust.
+    fn start_tls_provider(&mut self) -> PathBuf {
+        let (cert, key) = (self.dir.join("cert.pem"), self.dir.join("key.pem"));
+        sh(&format!(
+            "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=api.openai.com \
+             -addext subjectAltName=DNS:api.openai.com -keyout {} -out {} 2>/dev/null \
+             && chmod 644 {} {}",
+            key.display(),
+            cert.display(),
+            key.display(),
+            cert.display()
+        ));
+        let server = self.spawn_in(
+            None,
+            &self.ns('p'),
+            false,
+            &format!(
+                "{} 198.18.0.10:4443 {} {}",
+                self.dir.join("tls_server.py").display(),
+                cert.display(),
+                key.display()
+            ),
+        );
+        self.wait_ready(server);
+        cert
+    }
+
+    /// Runs the HTTPS client in the plain pod (`watched`) or outside the watched tree.
+    fn https(&self, watched: bool, ca: &Path) -> (u64, String) {
+        let cgroup = watched.then_some("pod-plain/app");
+        let args = format!(
+            "{} api.openai.com 4443 {}",
+            self.dir.join("tls_client.py").display(),
+            ca.display()
+        );
+        let out = self
+            .spawn_in(cgroup, &self.ns('u'), false, &args)
+            .wait_with_output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let mut words = text.split_whitespace();
+        let pid = words
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("https client said {text:?}"));
+        (pid, words.next().unwrap_or_default().to_owned())
     }
 
     fn alerts(&self) -> Vec<Value> {
@@ -542,6 +597,7 @@ fn getaddrinfo_hook_learns_provider_addresses_in_the_kernel() {
     let mut lab = Lab::new();
     lab.start_probe_with(
         false,
+        false,
         serde_json::json!([
             {"name": "openai", "domains": ["api.openai.com"]},
             {"name": "anthropic", "domains": ["API.Anthropic.com"]},
@@ -583,4 +639,52 @@ fn nat_to_somewhere_else_is_unknown() {
     assert_eq!(a["destination"]["port"], 8443);
     assert_eq!(a["sluice"]["nat_destination"]["ip"], "198.18.0.20");
     assert_eq!(a["sluice"]["enforced"], false);
+}
+
+#[test]
+#[ignore = "needs root; run by `make test-probe`"]
+fn tls_request_lines_keep_no_credentials_and_stay_in_the_watched_tree() {
+    let mut lab = Lab::new();
+    let ca = lab.start_tls_provider();
+    lab.start_probe_with(
+        false,
+        true,
+        serde_json::json!([{"name": "openai", "addresses": ["198.18.0.10"]}]),
+    );
+    assert!(
+        !lab.probe_log
+            .lock()
+            .unwrap()
+            .contains("SSL_write in 0 libssl"),
+        "SSL_write hook not attached: {}",
+        lab.probe_log.lock().unwrap()
+    );
+    // Outside the watched cgroup first: the kernel must not report it.
+    let (outside, status) = lab.https(false, &ca);
+    assert_eq!(status, "HTTP/1.1_200_OK");
+    let (inside, status) = lab.https(true, &ca);
+    assert_eq!(status, "HTTP/1.1_200_OK");
+
+    let tls = lab.wait_alert("the TLS request line", |a| {
+        a["event"]["action"] == "tls-request" && a["process"]["pid"] == inside
+    });
+    assert_eq!(tls["http"]["request"]["method"], "POST");
+    assert_eq!(tls["url"]["path"], "/v1/chat/completions");
+    assert_eq!(tls["sluice"]["tls"]["query_dropped"], true);
+    assert!(tls["url"].get("query").is_none());
+    // The same process's connection is classified as usual.
+    assert_eq!(
+        verdict(&lab.alert_for(inside)),
+        ("bypass", "no-sidecar-in-pod")
+    );
+
+    let all = fs::read_to_string(&lab.alerts).unwrap();
+    assert!(
+        !all.contains("SECRET"),
+        "a credential left the kernel:\n{all}"
+    );
+    assert!(
+        lab.alerts().iter().all(|a| a["process"]["pid"] != outside),
+        "a process outside the watched cgroup was reported"
+    );
 }
