@@ -22,6 +22,7 @@ const OTHER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 3);
 /// Short interleaved rounds, so both conditions see the same background load.
 const ROUNDS: usize = 10;
 const CONNECTS_PER_ROUND: usize = 1000;
+const STATS_CONNECTS: usize = 5000;
 const RATE: u64 = 20_000;
 const RATE_SECONDS: u64 = 2;
 const PACERS: u64 = 4;
@@ -255,11 +256,6 @@ fn main() {
 
     let metrics = listen_free_port();
 
-    // Per-program run time, the cost that does not drown in scheduling noise.
-    let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).expect("enable BPF stats");
-    let mut in_kernel = (0u64, 0u64);
-    let mut runs = (0u64, 0u64);
-
     // Warm up the loopback path and page in everything.
     measure(provider, 500);
     let mut detached = (Vec::new(), Vec::new());
@@ -272,16 +268,10 @@ fn main() {
             measure(other, CONNECTS_PER_ROUND),
         );
         let probe = lab.probe(metrics);
-        let k0 = kernel_ns(&probe);
-        let ap = measure(provider, CONNECTS_PER_ROUND);
-        let k1 = kernel_ns(&probe);
-        let ao = measure(other, CONNECTS_PER_ROUND);
-        let k2 = kernel_ns(&probe);
-        in_kernel.0 += k1.0 - k0.0;
-        in_kernel.1 += k2.0 - k1.0;
-        runs.0 += k1.1 - k0.1;
-        runs.1 += k2.1 - k1.1;
-        let a = (ap, ao);
+        let a = (
+            measure(provider, CONNECTS_PER_ROUND),
+            measure(other, CONNECTS_PER_ROUND),
+        );
         stop(probe);
         deltas
             .0
@@ -301,7 +291,26 @@ fn main() {
         v[v.len() / 2]
     };
     let (delta_p, delta_other) = (median(deltas.0), median(deltas.1));
-    let per_connect = |ns: u64| ns as f64 / (ROUNDS * CONNECTS_PER_ROUND) as f64;
+
+    // Per-program run time, the cost that does not drown in scheduling noise. BPF run-time
+    // stats add two clock reads per program run, so they stay off during the rounds above.
+    let stats_on = aya::sys::enable_stats(aya::sys::Stats::RunTime).expect("enable BPF stats");
+    let probe = lab.probe(metrics);
+    let k0 = kernel_ns(&probe);
+    let n_provider = measure(provider, STATS_CONNECTS).len() as f64;
+    let k1 = kernel_ns(&probe);
+    let n_other = measure(other, STATS_CONNECTS).len() as f64;
+    let k2 = kernel_ns(&probe);
+    stop(probe);
+    drop(stats_on);
+    let in_kernel = (
+        (k1.0 - k0.0) as f64 / n_provider,
+        (k2.0 - k1.0) as f64 / n_other,
+    );
+    let runs = (
+        (k1.1 - k0.1) as f64 / n_provider,
+        (k2.1 - k1.1) as f64 / n_other,
+    );
 
     // Paced phase: RATE connects/s for RATE_SECONDS, then every one must come out as an event.
     let probe = lab.probe(metrics);
@@ -364,10 +373,10 @@ fn main() {
     println!(
         "in-kernel time of the probe's programs per connect() (all packets of the connection): \
          provider {:.2} us ({:.1} runs), other destination {:.2} us ({:.1} runs)",
-        us(per_connect(in_kernel.0)),
-        per_connect(runs.0),
-        us(per_connect(in_kernel.1)),
-        per_connect(runs.1)
+        us(in_kernel.0),
+        runs.0,
+        us(in_kernel.1),
+        runs.1
     );
     println!(
         "paced: {total} provider connects ({failed} failed) at {achieved:.0}/s (target {RATE}/s): \
