@@ -24,10 +24,15 @@ if [ "$have" != "$BPF_LINKER_VERSION" ]; then
     cargo install "bpf-linker@$BPF_LINKER_VERSION" --locked --force --quiet
 fi
 
-# The probe's tests build network namespaces and Istio-like capture rules.
+# The probe's tests build network namespaces and Istio-like capture rules, run stand-in
+# processes with the system Python (readable by uid 1337, unlike a per-user install) and make
+# a throwaway TLS certificate.
 missing=()
 command -v ip >/dev/null || missing+=(iproute2)
 command -v nft >/dev/null || missing+=(nftables)
+command -v setpriv >/dev/null || missing+=(util-linux)
+command -v openssl >/dev/null || missing+=(openssl)
+[ -x /usr/bin/python3 ] || missing+=(python3)
 if ((${#missing[@]})); then
     say "installing ${missing[*]} with apt"
     export DEBIAN_FRONTEND=noninteractive
