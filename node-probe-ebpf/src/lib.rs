@@ -1,2 +1,0 @@
-//! Placeholder: this component is built by its own issue.
-#![no_std]
