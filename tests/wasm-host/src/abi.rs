@@ -7,7 +7,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use wasmtime::{Caller, Extern, Linker, Memory};
 
 use crate::state::{
-    decode_map, decode_path, encode_map, status, GrpcCall, LocalReply, Metric, State,
+    buffer_range, decode_map, decode_path, encode_map, replace_header, splice_buffer, status,
+    GrpcCall, HttpCall, LocalReply, Metric, State,
 };
 
 type Ctx<'a> = Caller<'a, State>;
@@ -89,15 +90,14 @@ pub fn define(linker: &mut Linker<State>) -> wasmtime::Result<()> {
         },
     )?;
     linker.func_wrap("env", "proxy_get_log_level", |mut c: Ctx<'_>, ret: i32| {
-        write_u32(&mut c, ret, 0).map_or(status::BAD_ARGUMENT, |_| status::OK)
+        let level = c.data().log_level;
+        write_u32(&mut c, ret, level).map_or(status::BAD_ARGUMENT, |_| status::OK)
     })?;
     linker.func_wrap(
         "env",
         "proxy_get_current_time_nanoseconds",
         |mut c: Ctx<'_>, ret: i32| {
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos() as u64);
+            let now = c.data().now_nanos.unwrap_or_else(system_nanos);
             write(&mut c, ret, &now.to_le_bytes()).map_or(status::BAD_ARGUMENT, |_| status::OK)
         },
     )?;
@@ -127,9 +127,7 @@ pub fn define(linker: &mut Linker<State>) -> wasmtime::Result<()> {
             let Some(buf) = buffer(c.data_mut(), kind) else {
                 return status::NOT_FOUND;
             };
-            let start = (start as u32 as usize).min(buf.len());
-            let end = start.saturating_add(max as u32 as usize).min(buf.len());
-            let data = buf[start..end].to_vec();
+            let data = buffer_range(buf, start as u32 as usize, max as u32 as usize).to_vec();
             if data.is_empty() {
                 return status::NOT_FOUND;
             }
@@ -146,19 +144,8 @@ pub fn define(linker: &mut Linker<State>) -> wasmtime::Result<()> {
             let Some(buf) = buffer(c.data_mut(), kind) else {
                 return status::NOT_FOUND;
             };
-            // Envoy: start 0 and size >= length replaces all; start 0 and size 0 prepends;
-            // start == length appends; anything else is refused.
-            let (start, size) = (start as u32 as usize, size as u32 as usize);
-            if start == 0 && size >= buf.len() {
-                *buf = data;
-            } else if start == 0 && size == 0 {
-                buf.splice(0..0, data);
-            } else if start == buf.len() {
-                buf.extend(data);
-            } else {
-                return status::BAD_ARGUMENT;
-            }
-            status::OK
+            splice_buffer(buf, start as u32 as usize, size as u32 as usize, &data)
+                .map_or(status::BAD_ARGUMENT, |_| status::OK)
         },
     )?;
 
@@ -220,8 +207,7 @@ pub fn define(linker: &mut Linker<State>) -> wasmtime::Result<()> {
             let Some(map) = c.data_mut().map(kind) else {
                 return status::NOT_FOUND;
             };
-            map.retain(|(k, _)| !k.eq_ignore_ascii_case(&key));
-            map.push((key.to_ascii_lowercase(), value));
+            replace_header(map, &key, value);
             status::OK
         },
     )?;
@@ -318,7 +304,8 @@ pub fn define(linker: &mut Linker<State>) -> wasmtime::Result<()> {
             if cas != 0 && cas as u32 != entry.1 {
                 return status::CAS_MISMATCH;
             }
-            *entry = (value, entry.1 + 1);
+            // CAS 0 means "no version" to the SDK, so versions skip it when they wrap.
+            *entry = (value, entry.1.wrapping_add(1).max(1));
             status::OK
         },
     )?;
@@ -331,13 +318,11 @@ pub fn define(linker: &mut Linker<State>) -> wasmtime::Result<()> {
             let stream = c.data_mut().stream();
             match kind {
                 0 => {
-                    let held = std::mem::take(&mut stream.request_buffer);
-                    stream.upstream_body.extend(held);
+                    stream.release_request();
                     stream.request_resumed = true;
                 }
                 1 => {
-                    let held = std::mem::take(&mut stream.response_buffer);
-                    stream.downstream_body.extend(held);
+                    stream.release_response();
                     stream.response_resumed = true;
                 }
                 _ => return status::BAD_ARGUMENT,
@@ -345,9 +330,18 @@ pub fn define(linker: &mut Linker<State>) -> wasmtime::Result<()> {
             status::OK
         },
     )?;
-    linker.func_wrap("env", "proxy_close_stream", |_: Ctx<'_>, _kind: i32| {
-        status::OK
-    })?;
+    linker.func_wrap(
+        "env",
+        "proxy_close_stream",
+        |mut c: Ctx<'_>, kind: i32| match kind {
+            // Resetting either direction of an HTTP stream resets the whole stream.
+            0 | 1 => {
+                c.data_mut().stream().closed = true;
+                status::OK
+            }
+            _ => status::BAD_ARGUMENT,
+        },
+    )?;
     linker.func_wrap(
         "env",
         "proxy_send_local_response",
@@ -359,7 +353,7 @@ pub fn define(linker: &mut Linker<State>) -> wasmtime::Result<()> {
          blen: i32,
          hptr: i32,
          hlen: i32,
-         _grpc: i32| {
+         grpc: i32| {
             let details = read_str(&mut c, dptr, dlen).unwrap_or_default();
             let body = read(&mut c, bptr, blen).unwrap_or_default();
             let headers = read(&mut c, hptr, hlen)
@@ -370,6 +364,7 @@ pub fn define(linker: &mut Linker<State>) -> wasmtime::Result<()> {
                 details,
                 headers,
                 body,
+                grpc_status: (grpc >= 0).then_some(grpc),
             });
             status::OK
         },
@@ -386,8 +381,8 @@ pub fn define(linker: &mut Linker<State>) -> wasmtime::Result<()> {
          slen: i32,
          mptr: i32,
          mlen: i32,
-         _md_ptr: i32,
-         _md_len: i32,
+         md_ptr: i32,
+         md_len: i32,
          msg_ptr: i32,
          msg_len: i32,
          timeout: i32,
@@ -395,6 +390,9 @@ pub fn define(linker: &mut Linker<State>) -> wasmtime::Result<()> {
             let cluster = read_str(&mut c, uptr, ulen).unwrap_or_default();
             let service = read_str(&mut c, sptr, slen).unwrap_or_default();
             let method = read_str(&mut c, mptr, mlen).unwrap_or_default();
+            let initial_metadata = read(&mut c, md_ptr, md_len)
+                .and_then(|b| decode_map(&b))
+                .unwrap_or_default();
             let message = read(&mut c, msg_ptr, msg_len).unwrap_or_default();
             let state = c.data_mut();
             if state
@@ -413,18 +411,75 @@ pub fn define(linker: &mut Linker<State>) -> wasmtime::Result<()> {
                 cluster,
                 service,
                 method,
+                initial_metadata,
                 message,
+                timeout_ms: timeout as u32,
+                finished: false,
+            });
+            write_u32(&mut c, ret_token, token).map_or(status::BAD_ARGUMENT, |_| status::OK)
+        },
+    )?;
+    // Cancel and close end a pending call without callbacks, as in Envoy.
+    for name in ["proxy_grpc_cancel", "proxy_grpc_close"] {
+        linker.func_wrap("env", name, |mut c: Ctx<'_>, token: i32| {
+            let call = c
+                .data_mut()
+                .grpc_calls
+                .iter_mut()
+                .find(|call| call.token == token as u32 && !call.finished);
+            match call {
+                Some(call) => {
+                    call.finished = true;
+                    status::OK
+                }
+                None => status::NOT_FOUND,
+            }
+        })?;
+    }
+    linker.func_wrap(
+        "env",
+        "proxy_http_call",
+        |mut c: Ctx<'_>,
+         uptr: i32,
+         ulen: i32,
+         hptr: i32,
+         hlen: i32,
+         bptr: i32,
+         blen: i32,
+         tptr: i32,
+         tlen: i32,
+         timeout: i32,
+         ret_token: i32| {
+            let cluster = read_str(&mut c, uptr, ulen).unwrap_or_default();
+            let headers = read(&mut c, hptr, hlen).and_then(|b| decode_map(&b));
+            let trailers = read(&mut c, tptr, tlen).and_then(|b| decode_map(&b));
+            let body = read(&mut c, bptr, blen).unwrap_or_default();
+            let (Some(headers), Some(trailers)) = (headers, trailers) else {
+                return status::BAD_ARGUMENT;
+            };
+            let state = c.data_mut();
+            if state
+                .clusters
+                .as_ref()
+                .is_some_and(|known| !known.contains(&cluster))
+            {
+                return status::BAD_ARGUMENT;
+            }
+            state.next_token += 1;
+            let token = state.next_token;
+            let context = state.current;
+            state.http_calls.push(HttpCall {
+                token,
+                context,
+                cluster,
+                headers,
+                body,
+                trailers,
                 timeout_ms: timeout as u32,
             });
             write_u32(&mut c, ret_token, token).map_or(status::BAD_ARGUMENT, |_| status::OK)
         },
     )?;
-    linker.func_wrap("env", "proxy_grpc_cancel", |_: Ctx<'_>, _token: i32| {
-        status::OK
-    })?;
-    linker.func_wrap("env", "proxy_grpc_close", |_: Ctx<'_>, _token: i32| {
-        status::OK
-    })?;
     linker.func_wrap(
         "env",
         "proxy_get_status",
@@ -467,7 +522,7 @@ pub fn define(linker: &mut Linker<State>) -> wasmtime::Result<()> {
             .get_mut(id as u32 as usize)
         {
             Some(m) => {
-                m.value += offset;
+                m.value = m.value.wrapping_add(offset);
                 status::OK
             }
             None => status::NOT_FOUND,
@@ -496,7 +551,80 @@ pub fn define(linker: &mut Linker<State>) -> wasmtime::Result<()> {
         },
     )?;
 
+    define_queues(linker)?;
     define_wasi(linker)
+}
+
+/// Shared queues, in memory: one VM, so register and resolve name the same queues.
+fn define_queues(linker: &mut Linker<State>) -> wasmtime::Result<()> {
+    fn id_of(state: &State, name: &str) -> Option<u32> {
+        let i = state.queues.iter().position(|(n, _)| n == name)?;
+        Some(i as u32 + 1)
+    }
+    linker.func_wrap(
+        "env",
+        "proxy_register_shared_queue",
+        |mut c: Ctx<'_>, nptr: i32, nlen: i32, ret: i32| {
+            let Some(name) = read_str(&mut c, nptr, nlen) else {
+                return status::BAD_ARGUMENT;
+            };
+            let state = c.data_mut();
+            let id = id_of(state, &name).unwrap_or_else(|| {
+                state.queues.push((name, Default::default()));
+                state.queues.len() as u32
+            });
+            write_u32(&mut c, ret, id).map_or(status::BAD_ARGUMENT, |_| status::OK)
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_resolve_shared_queue",
+        |mut c: Ctx<'_>, _vm_ptr: i32, _vm_len: i32, nptr: i32, nlen: i32, ret: i32| {
+            let name = read_str(&mut c, nptr, nlen).unwrap_or_default();
+            match id_of(c.data(), &name) {
+                Some(id) => write_u32(&mut c, ret, id).map_or(status::BAD_ARGUMENT, |_| status::OK),
+                None => status::NOT_FOUND,
+            }
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_enqueue_shared_queue",
+        |mut c: Ctx<'_>, id: i32, vptr: i32, vlen: i32| {
+            let Some(value) = read(&mut c, vptr, vlen) else {
+                return status::BAD_ARGUMENT;
+            };
+            let slot = (id as u32 as usize).wrapping_sub(1);
+            match c.data_mut().queues.get_mut(slot) {
+                Some((_, queue)) => {
+                    queue.push_back(value);
+                    status::OK
+                }
+                None => status::NOT_FOUND,
+            }
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_dequeue_shared_queue",
+        |mut c: Ctx<'_>, id: i32, ret_ptr: i32, ret_size: i32| {
+            let slot = (id as u32 as usize).wrapping_sub(1);
+            let Some((_, queue)) = c.data_mut().queues.get_mut(slot) else {
+                return status::NOT_FOUND;
+            };
+            match queue.pop_front() {
+                Some(value) => give(&mut c, &value, ret_ptr, ret_size),
+                None => status::EMPTY,
+            }
+        },
+    )?;
+    Ok(())
+}
+
+fn system_nanos() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 /// The WASI calls Rust's std makes in a proxy-wasm reactor.
@@ -534,9 +662,7 @@ fn define_wasi(linker: &mut Linker<State>) -> wasmtime::Result<()> {
         WASI,
         "clock_time_get",
         |mut c: Ctx<'_>, _id: i32, _precision: i64, ret: i32| {
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos() as u64);
+            let now = c.data().now_nanos.unwrap_or_else(system_nanos);
             write(&mut c, ret, &now.to_le_bytes()).map_or(28, |_| 0)
         },
     )?;
@@ -550,5 +676,14 @@ fn define_wasi(linker: &mut Linker<State>) -> wasmtime::Result<()> {
         },
     )?;
     linker.func_wrap(WASI, "environ_get", |_: Ctx<'_>, _a: i32, _b: i32| 0)?;
+    linker.func_wrap(
+        WASI,
+        "proc_exit",
+        |_: Ctx<'_>, code: i32| -> wasmtime::Result<()> {
+            Err(wasmtime::Error::msg(format!(
+                "the module exited with code {code}"
+            )))
+        },
+    )?;
     Ok(())
 }

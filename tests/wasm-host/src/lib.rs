@@ -9,8 +9,17 @@
 //! assert!(vm.configured());
 //! let http = vm.new_http().unwrap();
 //! vm.request_headers(http, &[(":method", "POST"), (":path", "/v1/chat/completions")], false).unwrap();
-//! assert_eq!(vm.request_body(http, br#"{"messages":[]}"#, true).unwrap(), Action::Continue);
+//! assert_eq!(vm.request_body(http, br#"{"messages":"#, false).unwrap(), Action::Pause);
+//! assert_eq!(vm.request_body(http, b"[]}", true).unwrap(), Action::Continue);
+//! assert_eq!(vm.stream(http).upstream_body, br#"{"messages":[]}"#);
+//! if let Some(call) = vm.grpc_calls().iter().find(|c| !c.finished).cloned() {
+//!     vm.grpc_reply(call.token, 0, b"...").unwrap(); // proxy_on_grpc_receive
+//! }
+//! vm.finish(http).unwrap(); // on_done, on_log, on_delete
 //! ```
+//!
+//! A trap in the guest (a panic: the filter is built with `panic = "abort"`) comes back as an
+//! `Err` carrying the panic message; the VM is unusable afterwards, as it is in Envoy.
 
 mod abi;
 mod state;
@@ -21,7 +30,7 @@ use std::sync::{Mutex, OnceLock};
 use wasmtime::{Engine, Instance, Linker, Module, Store, WasmParams, WasmResults};
 
 use state::State;
-pub use state::{GrpcCall, LocalReply, Metric, Stream};
+pub use state::{GrpcCall, HttpCall, LocalReply, Metric, Stream};
 
 pub type Result<T> = wasmtime::Result<T>;
 
@@ -70,16 +79,28 @@ pub struct Vm {
     instance: Instance,
     configured: bool,
     next_context: u32,
+    /// Why the VM died (a trap); every later call fails with it.
+    failed: Option<String>,
 }
 
 impl Vm {
     /// Loads the module, starts the VM and configures the plugin with `plugin_config`.
     pub fn new(wasm: impl AsRef<Path>, plugin_config: &str) -> Result<Vm> {
+        Self::with_vm_config(wasm, "", plugin_config)
+    }
+
+    /// As [`Vm::new`], with a VM configuration too (`proxy_on_vm_start`'s buffer).
+    pub fn with_vm_config(
+        wasm: impl AsRef<Path>,
+        vm_config: &str,
+        plugin_config: &str,
+    ) -> Result<Vm> {
         let module = compiled(engine(), wasm.as_ref())?;
         let mut linker = Linker::new(engine());
         abi::define(&mut linker)?;
         linker.define_unknown_imports_as_traps(&module)?;
         let state = State {
+            vm_config: vm_config.as_bytes().to_vec(),
             plugin_config: plugin_config.as_bytes().to_vec(),
             current: ROOT_CONTEXT,
             ..State::default()
@@ -91,12 +112,19 @@ impl Vm {
             instance,
             configured: false,
             next_context: ROOT_CONTEXT + 1,
+            failed: None,
         };
-        if vm.instance.get_func(&mut vm.store, "_initialize").is_some() {
-            vm.call::<(), ()>("_initialize", ())?;
+        // A wasip1 reactor (the SDK's cdylib) has `_initialize`; a command module `_start`.
+        for init in ["_initialize", "_start"] {
+            if vm.instance.get_func(&mut vm.store, init).is_some() {
+                vm.call::<(), ()>(init, ())?;
+                break;
+            }
         }
         vm.call::<(i32, i32), ()>("proxy_on_context_create", (ROOT_CONTEXT as i32, 0))?;
-        let started = vm.call::<(i32, i32), i32>("proxy_on_vm_start", (ROOT_CONTEXT as i32, 0))?;
+        let vm_size = vm_config.len() as i32;
+        let started =
+            vm.call::<(i32, i32), i32>("proxy_on_vm_start", (ROOT_CONTEXT as i32, vm_size))?;
         let size = plugin_config.len() as i32;
         vm.configured = started != 0
             && vm.call::<(i32, i32), i32>("proxy_on_configure", (ROOT_CONTEXT as i32, size))? != 0;
@@ -104,10 +132,38 @@ impl Vm {
     }
 
     fn call<P: WasmParams, R: WasmResults>(&mut self, name: &str, params: P) -> Result<R> {
+        if let Some(why) = &self.failed {
+            return Err(wasmtime::Error::msg(format!(
+                "the VM trapped earlier: {why}"
+            )));
+        }
         let func = self
             .instance
             .get_typed_func::<P, R>(&mut self.store, name)?;
-        func.call(&mut self.store, params)
+        let logged = self.store.data().logs.len();
+        func.call(&mut self.store, params).map_err(|err| {
+            // The panic message went to proxy_log (critical) or stderr just before the trap.
+            let said: Vec<&str> = self.store.data().logs[logged..]
+                .iter()
+                .filter(|(level, _)| *level == 5 || *level == -1)
+                .map(|(_, line)| line.trim_end())
+                .collect();
+            let why = format!("{name} trapped: {}", said.join(" | "));
+            self.failed = Some(why.clone());
+            err.context(why)
+        })
+    }
+
+    /// Runs a stream callback unless Envoy would no longer call it (local reply or reset).
+    fn stream_call(&mut self, http: u32, name: &str, size: usize, end: bool) -> Result<Action> {
+        if self.stream(http).ended() {
+            return Err(wasmtime::Error::msg(format!(
+                "{name}: stream {http} already ended (local reply or reset)"
+            )));
+        }
+        let params = (http as i32, size as i32, end as i32);
+        let raw = self.call_in::<(i32, i32, i32), i32>(http, name, params)?;
+        Ok(Action::from_raw(raw))
     }
 
     fn call_in<P: WasmParams, R: WasmResults>(
@@ -130,6 +186,7 @@ impl Vm {
         &self.store.data().logs
     }
 
+    /// The value of the metric the filter defined under `name`.
     pub fn metric(&self, name: &str) -> Option<i64> {
         self.store
             .data()
@@ -146,6 +203,33 @@ impl Vm {
             .data_mut()
             .properties
             .insert(path, value.to_vec());
+    }
+
+    /// A property as the filter last set it (`proxy_set_property`) or the test did.
+    pub fn property(&self, path: &[&str]) -> Option<&[u8]> {
+        let path: Vec<String> = path.iter().map(|s| s.to_string()).collect();
+        self.store.data().properties.get(&path).map(Vec::as_slice)
+    }
+
+    /// A shared-data entry and its CAS version.
+    pub fn shared_data(&self, key: &str) -> Option<(&[u8], u32)> {
+        let (value, cas) = self.store.data().shared_data.get(key)?;
+        Some((value, *cas))
+    }
+
+    /// The log level `proxy_get_log_level` reports (0 trace .. 5 critical; default trace).
+    pub fn set_log_level(&mut self, level: u32) {
+        self.store.data_mut().log_level = level;
+    }
+
+    /// Freezes the proxy clock (`proxy_get_current_time_nanoseconds` and WASI's clock).
+    pub fn set_time_nanos(&mut self, nanos: u64) {
+        self.store.data_mut().now_nanos = Some(nanos);
+    }
+
+    /// The tick period the filter asked for, in milliseconds (0: none).
+    pub fn tick_period_ms(&self) -> u32 {
+        self.store.data().tick_period_ms
     }
 
     /// Limits the clusters gRPC calls may name; others fail synchronously as in Envoy.
@@ -166,6 +250,8 @@ impl Vm {
         Ok(id)
     }
 
+    /// The HTTP stream's state: header maps as the filter left them, held and forwarded
+    /// bodies, local reply, paused flags.
     pub fn stream(&self, http: u32) -> &Stream {
         static EMPTY: OnceLock<Stream> = OnceLock::new();
         self.store
@@ -175,93 +261,88 @@ impl Vm {
             .unwrap_or_else(|| EMPTY.get_or_init(Stream::default))
     }
 
+    /// Delivers the request headers; Pause leaves the stream paused until the filter resumes.
     pub fn request_headers(
         &mut self,
         http: u32,
         headers: &[(&str, &str)],
         end_of_stream: bool,
     ) -> Result<Action> {
-        let count = headers.len() as i32;
         self.store
             .data_mut()
             .streams
             .entry(http)
             .or_default()
             .request_headers = owned(headers);
-        let raw = self.call_in::<(i32, i32, i32), i32>(
-            http,
-            "proxy_on_request_headers",
-            (http as i32, count, end_of_stream as i32),
-        )?;
-        Ok(Action::from_raw(raw))
+        let name = "proxy_on_request_headers";
+        let action = self.stream_call(http, name, headers.len(), end_of_stream)?;
+        self.stream_mut(http).request_paused = action == Action::Pause;
+        Ok(action)
     }
 
     /// Delivers a body chunk. As in Envoy, a paused filter keeps its chunks buffered and is
     /// called next with the whole buffer's size; on Continue the buffer goes upstream.
     pub fn request_body(&mut self, http: u32, chunk: &[u8], end_of_stream: bool) -> Result<Action> {
-        let size = {
-            let stream = self.store.data_mut().streams.entry(http).or_default();
-            stream.request_buffer.extend_from_slice(chunk);
-            stream.request_buffer.len() as i32
-        };
-        let raw = self.call_in::<(i32, i32, i32), i32>(
-            http,
-            "proxy_on_request_body",
-            (http as i32, size, end_of_stream as i32),
-        )?;
-        let action = Action::from_raw(raw);
-        let stream = self.store.data_mut().streams.entry(http).or_default();
-        if action == Action::Continue && stream.local_reply.is_none() {
-            let held = std::mem::take(&mut stream.request_buffer);
-            stream.upstream_body.extend(held);
+        if self.stream(http).ended() {
+            return self.stream_call(http, "proxy_on_request_body", 0, end_of_stream);
+        }
+        let stream = self.stream_mut(http);
+        stream.request_buffer.extend_from_slice(chunk);
+        let size = stream.request_buffer.len();
+        let action = self.stream_call(http, "proxy_on_request_body", size, end_of_stream)?;
+        let stream = self.stream_mut(http);
+        match action {
+            Action::Continue => stream.release_request(),
+            Action::Pause => stream.request_paused = true,
         }
         Ok(action)
     }
 
+    /// Delivers the upstream's response headers. The host does not pass a local reply
+    /// through these callbacks: after one, this returns `Err`.
     pub fn response_headers(
         &mut self,
         http: u32,
         headers: &[(&str, &str)],
         end_of_stream: bool,
     ) -> Result<Action> {
-        let count = headers.len() as i32;
         self.store
             .data_mut()
             .streams
             .entry(http)
             .or_default()
             .response_headers = owned(headers);
-        let raw = self.call_in::<(i32, i32, i32), i32>(
-            http,
-            "proxy_on_response_headers",
-            (http as i32, count, end_of_stream as i32),
-        )?;
-        Ok(Action::from_raw(raw))
+        let name = "proxy_on_response_headers";
+        let action = self.stream_call(http, name, headers.len(), end_of_stream)?;
+        self.stream_mut(http).response_paused = action == Action::Pause;
+        Ok(action)
     }
 
+    /// Delivers a response body chunk, with the same buffering as [`Vm::request_body`]:
+    /// on Continue the held bytes go to the client (`Stream::downstream_body`).
     pub fn response_body(
         &mut self,
         http: u32,
         chunk: &[u8],
         end_of_stream: bool,
     ) -> Result<Action> {
-        let size = {
-            let stream = self.store.data_mut().streams.entry(http).or_default();
-            stream.response_buffer.extend_from_slice(chunk);
-            stream.response_buffer.len() as i32
-        };
-        let raw = self.call_in::<(i32, i32, i32), i32>(
-            http,
-            "proxy_on_response_body",
-            (http as i32, size, end_of_stream as i32),
-        )?;
-        let action = Action::from_raw(raw);
-        if action == Action::Continue {
-            let stream = self.store.data_mut().streams.entry(http).or_default();
-            let held = std::mem::take(&mut stream.response_buffer);
-            stream.downstream_body.extend(held);
+        if self.stream(http).ended() {
+            return self.stream_call(http, "proxy_on_response_body", 0, end_of_stream);
+        }
+        let stream = self.stream_mut(http);
+        stream.response_buffer.extend_from_slice(chunk);
+        let size = stream.response_buffer.len();
+        let action = self.stream_call(http, "proxy_on_response_body", size, end_of_stream)?;
+        let stream = self.stream_mut(http);
+        match action {
+            Action::Continue => stream.release_response(),
+            Action::Pause => stream.response_paused = true,
         }
         Ok(action)
+    }
+
+    fn stream_mut(&mut self, http: u32) -> &mut Stream {
+        self.store.data_mut().streams.entry(http).or_default()
     }
 
     /// Ends the stream: `on_done`, `on_log`, `on_delete`.
@@ -277,30 +358,43 @@ impl Vm {
         &self.store.data().grpc_calls
     }
 
-    /// Answers a unary gRPC call as Envoy does: success delivers the message
-    /// (`proxy_on_grpc_receive`), failure only the status (`proxy_on_grpc_close`).
+    /// HTTP calls dispatched so far (recorded only; nothing answers them).
+    pub fn http_calls(&self) -> &[HttpCall] {
+        &self.store.data().http_calls
+    }
+
+    /// Answers a pending unary gRPC call as Envoy does: status 0 delivers `message`
+    /// (`proxy_on_grpc_receive`, read back as `GrpcReceiveBuffer`); any other status only
+    /// closes the call (`proxy_on_grpc_close`), `message` then being the status message
+    /// `proxy_get_status` returns. Envoy never sends both for one unary call, and the SDK
+    /// forgets the token after the first. Answering twice, or a cancelled call, is an `Err`.
     pub fn grpc_reply(&mut self, token: u32, grpc_status: u32, message: &[u8]) -> Result<()> {
-        let context = self
-            .grpc_calls()
-            .iter()
-            .find(|c| c.token == token)
-            .map(|c| c.context)
-            .ok_or_else(|| wasmtime::Error::msg(format!("no gRPC call with token {token}")))?;
+        let call = self
+            .store
+            .data_mut()
+            .grpc_calls
+            .iter_mut()
+            .find(|c| c.token == token && !c.finished)
+            .ok_or_else(|| wasmtime::Error::msg(format!("no pending gRPC call {token}")))?;
+        call.finished = true;
+        let context = call.context;
         let state = self.store.data_mut();
-        state.grpc_message = message.to_vec();
-        state.grpc_status = (grpc_status, String::new());
         if grpc_status == 0 {
+            state.grpc_message = message.to_vec();
+            state.grpc_status = (0, String::new());
             let size = message.len() as i32;
             self.call_in::<(i32, i32, i32), ()>(
                 context,
                 "proxy_on_grpc_receive",
-                (ROOT_CONTEXT as i32, token as i32, size),
+                (context as i32, token as i32, size),
             )?;
         } else {
+            state.grpc_message.clear();
+            state.grpc_status = (grpc_status, String::from_utf8_lossy(message).into_owned());
             self.call_in::<(i32, i32, i32), ()>(
                 context,
                 "proxy_on_grpc_close",
-                (ROOT_CONTEXT as i32, token as i32, grpc_status as i32),
+                (context as i32, token as i32, grpc_status as i32),
             )?;
         }
         Ok(())
