@@ -7,6 +7,7 @@ use std::ops::Range;
 use crate::model::Role;
 
 pub mod injection;
+pub mod injection_model;
 pub mod normalize;
 pub mod output;
 pub mod pii;
@@ -116,6 +117,15 @@ impl Detectors {
     pub fn scan_answer(&self, text: &str, out: &mut Vec<Finding>) {
         self.output.scan(text, out);
         self.scan_values(text, out);
+    }
+
+    /// The injection detector itself (the trainer and the evaluation use it).
+    pub fn injection(&self) -> &injection::InjectionDetector {
+        &self.injection
+    }
+
+    pub fn injection_mut(&mut self) -> &mut injection::InjectionDetector {
+        &mut self.injection
     }
 
     /// Only the injection detector, with its score even below any threshold (None if no signal).

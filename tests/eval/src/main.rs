@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use serde::Deserialize;
+
+mod train;
 use sluice_filter::detect::{DetectorId, Detectors, Finding};
 use sluice_filter::model::Role;
 
@@ -56,6 +58,8 @@ struct Args {
     include_test: bool,
     check: Option<PathBuf>,
     misses: usize,
+    train: Option<PathBuf>,
+    epochs: usize,
 }
 
 fn parse_args() -> Result<Args, EvalError> {
@@ -65,6 +69,8 @@ fn parse_args() -> Result<Args, EvalError> {
         include_test: false,
         check: None,
         misses: 0,
+        train: None,
+        epochs: 5,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -81,6 +87,12 @@ fn parse_args() -> Result<Args, EvalError> {
             }
             "--include-test" => a.include_test = true,
             "--check" => a.check = Some(PathBuf::from(value()?)),
+            "--train" => a.train = Some(PathBuf::from(value()?)),
+            "--epochs" => {
+                a.epochs = value()?
+                    .parse()
+                    .map_err(|_| EvalError::Usage("--epochs takes a count".into()))?
+            }
             "--misses" => {
                 a.misses = value()?
                     .parse()
@@ -89,7 +101,7 @@ fn parse_args() -> Result<Args, EvalError> {
             "-h" | "--help" => {
                 return Err(EvalError::Usage(
                     "usage: sluice-eval [--data DIR] [--threshold T] [--include-test] \
-                     [--check FLOORS] [--misses N]"
+                     [--check FLOORS] [--misses N] [--train MODEL_OUT [--epochs N]]"
                         .into(),
                 ))
             }
@@ -415,7 +427,16 @@ fn check(figs: &Figures, path: &Path) -> Result<bool, EvalError> {
 
 fn run() -> Result<bool, EvalError> {
     let args = parse_args()?;
-    let d = Detectors::new();
+    let mut d = Detectors::new();
+    if let Some(out) = &args.train {
+        let model = train_model(&d, &args)?;
+        fs::write(out, model.to_bytes()).map_err(|source| EvalError::Read {
+            path: out.clone(),
+            source,
+        })?;
+        println!("wrote {}", out.display());
+        d.injection_mut().set_model(Some(model));
+    }
     let mut figs = Figures::new();
     injection(&d, &args.data.join("prompt_injection_dev.jsonl"), &args, "injection", &mut figs)?;
     if args.include_test {
@@ -424,6 +445,25 @@ fn run() -> Result<bool, EvalError> {
         return finish(&d, &a, figs);
     }
     finish(&d, &args, figs)
+}
+
+/// Trains on every dev row except the `validation` sources (held out).
+fn train_model(
+    d: &Detectors,
+    args: &Args,
+) -> Result<sluice_filter::detect::injection_model::LinearModel, EvalError> {
+    let rows: Vec<InjectionRow> = read_jsonl(&args.data.join("prompt_injection_dev.jsonl"))?;
+    let rows: Vec<(String, u8, String, bool)> = rows
+        .into_iter()
+        .filter(|r| !r.source.contains("validation"))
+        .map(|r| {
+            let doc = role_for(&r.source) == Role::Document;
+            (r.text, r.label, r.source, doc)
+        })
+        .collect();
+    let samples = train::samples(d.injection(), &rows);
+    println!("training on {} rows ({} windows)", rows.len(), samples.len());
+    Ok(train::train(&samples, args.epochs))
 }
 
 fn finish(d: &Detectors, args: &Args, mut figs: Figures) -> Result<bool, EvalError> {
