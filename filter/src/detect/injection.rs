@@ -40,6 +40,9 @@ enum Class {
 
 use Class::*;
 
+/// Lexicon score below which the model may not raise the score above the lexicon's.
+const LEXICON_GATE: f32 = 0.1;
+
 /// Window (normalised bytes) in which an override/reveal verb and its object combine.
 const WINDOW: usize = 72;
 
@@ -513,7 +516,9 @@ impl InjectionDetector {
                 model::window_features(toks.get(w..end).unwrap_or(&[]), doc, &mut feats);
                 best = best.max(m.score(&feats, lex));
             }
-            score = best;
+            // The model decides only where the lexicon saw something: on text unlike its
+            // training data (tables, code, other sources) it alone raises too many alarms.
+            score = if lex >= LEXICON_GATE { best } else { best.min(lex) };
             if span.is_empty() {
                 span = 0..text.len();
             }

@@ -116,13 +116,21 @@ impl LinearModel {
     }
 
     /// Probability of injection for one window's features and the text's lexicon score.
+    /// The n-gram sum is divided by sqrt(feature count) so a long window does not drift
+    /// towards either class just by being long.
     pub fn score(&self, feats: &[u32], lexicon: f32) -> f32 {
-        let mut z = self.bias + self.lexicon * lexicon;
+        let mut sum = 0.0f32;
         for &f in feats {
-            z += f32::from(self.weights.get(f as usize).copied().unwrap_or(0)) * self.scale;
+            sum += f32::from(self.weights.get(f as usize).copied().unwrap_or(0));
         }
+        let z = self.bias + self.lexicon * lexicon + sum * self.scale * length_norm(feats.len());
         1.0 / (1.0 + (-z).exp())
     }
+}
+
+/// 1/sqrt(n), the per-feature factor of a window with `n` features.
+pub fn length_norm(n: usize) -> f32 {
+    1.0 / (n.max(1) as f32).sqrt()
 }
 
 #[cfg(test)]

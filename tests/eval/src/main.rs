@@ -60,6 +60,7 @@ struct Args {
     misses: usize,
     train: Option<PathBuf>,
     epochs: usize,
+    cv: bool,
 }
 
 fn parse_args() -> Result<Args, EvalError> {
@@ -71,6 +72,7 @@ fn parse_args() -> Result<Args, EvalError> {
         misses: 0,
         train: None,
         epochs: 5,
+        cv: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -86,6 +88,7 @@ fn parse_args() -> Result<Args, EvalError> {
                     .map_err(|_| EvalError::Usage("--threshold takes a number".into()))?
             }
             "--include-test" => a.include_test = true,
+            "--cv" => a.cv = true,
             "--check" => a.check = Some(PathBuf::from(value()?)),
             "--train" => a.train = Some(PathBuf::from(value()?)),
             "--epochs" => {
@@ -101,7 +104,7 @@ fn parse_args() -> Result<Args, EvalError> {
             "-h" | "--help" => {
                 return Err(EvalError::Usage(
                     "usage: sluice-eval [--data DIR] [--threshold T] [--include-test] \
-                     [--check FLOORS] [--misses N] [--train MODEL_OUT [--epochs N]]"
+                     [--check FLOORS] [--misses N] [--train MODEL_OUT [--epochs N]] [--cv]"
                         .into(),
                 ))
             }
@@ -427,6 +430,9 @@ fn check(figs: &Figures, path: &Path) -> Result<bool, EvalError> {
 
 fn run() -> Result<bool, EvalError> {
     let args = parse_args()?;
+    if args.cv {
+        return cross_validate(&args).map(|_| true);
+    }
     let mut d = Detectors::new();
     if let Some(out) = &args.train {
         let model = train_model(&d, &args)?;
@@ -445,6 +451,54 @@ fn run() -> Result<bool, EvalError> {
         return finish(&d, &a, figs);
     }
     finish(&d, &args, figs)
+}
+
+/// Dataset family of a source: "BIPIA/table/train" -> "BIPIA", "spikee 0.9.2 …" -> "spikee".
+fn family(source: &str) -> &str {
+    let first = source.split(' ').next().unwrap_or(source);
+    first.split('/').next().unwrap_or(first)
+}
+
+/// Leave-one-family-out: for each dataset family, train without it, then score its rows.
+/// These are the figures to expect on data from sources the model never saw.
+fn cross_validate(args: &Args) -> Result<(), EvalError> {
+    let all: Vec<InjectionRow> = read_jsonl(&args.data.join("prompt_injection_dev.jsonl"))?;
+    let mut families: Vec<&str> = all.iter().map(|r| family(&r.source)).collect();
+    families.sort_unstable();
+    families.dedup();
+    println!("\n## Prompt injection, leave-one-family-out (threshold {})", args.threshold);
+    println!("{:<72} {:>6} {:>7} {:>6} {:>7}", "held-out source", "attack", "recall", "benign", "FPR");
+    for fam in families {
+        let mut d = Detectors::new();
+        let rows: Vec<(String, u8, String, bool)> = all
+            .iter()
+            .filter(|r| family(&r.source) != fam && !r.source.contains("validation"))
+            .map(|r| (r.text.clone(), r.label, r.source.clone(), role_for(&r.source) == Role::Document))
+            .collect();
+        let samples = train::samples(d.injection(), &rows);
+        d.injection_mut().set_model(Some(train::train(&samples, args.epochs)));
+        let mut by: BTreeMap<String, [usize; 4]> = BTreeMap::new();
+        for r in all.iter().filter(|r| family(&r.source) == fam) {
+            let flagged = d
+                .injection_score(&r.text, role_for(&r.source))
+                .is_some_and(|f| f.score >= args.threshold);
+            let e = by.entry(short_source(&r.source)).or_default();
+            let k = if r.label == 1 { 0 } else { 2 };
+            e[k] += usize::from(flagged);
+            e[k + 1] += 1;
+        }
+        for (src, e) in by {
+            println!(
+                "{:<72} {:>6} {:>7} {:>6} {:>7}",
+                src,
+                e[1],
+                fmt(ratio(e[0], e[1])),
+                e[3],
+                fmt(ratio(e[2], e[3]))
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Trains on every dev row except the `validation` sources (held out).

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 
 use sluice_filter::detect::injection::InjectionDetector;
-use sluice_filter::detect::injection_model::{LinearModel, BUCKETS};
+use sluice_filter::detect::injection_model::{length_norm, LinearModel, BUCKETS};
 
 /// One row: its windows' features, lexicon score, label and weight. An attack row that spans
 /// several windows is learnt from its highest-scoring window only (multiple-instance learning):
@@ -83,7 +83,10 @@ pub fn train(samples: &[Sample], epochs: usize) -> LinearModel {
         }
         for &i in &order {
             let s = &samples[i];
-            let logit = |feats: &[u32]| feats.iter().fold(bias + lexw * s.lexicon, |z, &f| z + w[f as usize]);
+            let logit = |feats: &[u32]| {
+                let sum: f32 = feats.iter().map(|&f| w[f as usize]).sum();
+                bias + lexw * s.lexicon + sum * length_norm(feats.len())
+            };
             let Some((feats, z)) = s
                 .windows
                 .iter()
@@ -99,9 +102,10 @@ pub fn train(samples: &[Sample], epochs: usize) -> LinearModel {
             let glx = g * s.lexicon;
             gl += glx * glx;
             lexw -= lr * glx / gl.sqrt();
+            let norm = length_norm(feats.len());
             for &f in feats {
                 let f = f as usize;
-                let gf = g + l2 * w[f];
+                let gf = g * norm + l2 * w[f];
                 g2[f] += gf * gf;
                 w[f] -= lr * gf / g2[f].sqrt();
             }
