@@ -44,22 +44,30 @@ fn bench(c: &mut Criterion) {
     for kb in [2usize, 16, 128] {
         let text = chat_text(kb * 1024);
         g.throughput(Throughput::Bytes(text.len() as u64));
-        g.bench_with_input(BenchmarkId::new("prompt", format!("{kb}KB")), &text, |b, t| {
-            let mut out = Vec::new();
-            b.iter(|| {
-                out.clear();
-                d.scan_prompt(t, Role::User, &mut out);
-                out.len()
-            })
-        });
-        g.bench_with_input(BenchmarkId::new("answer", format!("{kb}KB")), &text, |b, t| {
-            let mut out = Vec::new();
-            b.iter(|| {
-                out.clear();
-                d.scan_answer(t, &mut out);
-                out.len()
-            })
-        });
+        g.bench_with_input(
+            BenchmarkId::new("prompt", format!("{kb}KB")),
+            &text,
+            |b, t| {
+                let mut out = Vec::new();
+                b.iter(|| {
+                    out.clear();
+                    d.scan_prompt(t, Role::User, &mut out);
+                    out.len()
+                })
+            },
+        );
+        g.bench_with_input(
+            BenchmarkId::new("answer", format!("{kb}KB")),
+            &text,
+            |b, t| {
+                let mut out = Vec::new();
+                b.iter(|| {
+                    out.clear();
+                    d.scan_answer(t, &mut out);
+                    out.len()
+                })
+            },
+        );
     }
     g.finish();
 }

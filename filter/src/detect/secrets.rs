@@ -44,8 +44,21 @@ impl Charset {
     }
 }
 
-const fn shape(prefix: &'static str, body: Charset, min: usize, max: usize, kind: &'static str) -> Shape {
-    Shape { prefix, body, min, max, kind, boundary: true }
+const fn shape(
+    prefix: &'static str,
+    body: Charset,
+    min: usize,
+    max: usize,
+    kind: &'static str,
+) -> Shape {
+    Shape {
+        prefix,
+        body,
+        min,
+        max,
+        kind,
+        boundary: true,
+    }
 }
 
 use Charset::*;
@@ -164,14 +177,47 @@ const SHAPES: &[Shape] = &[
     shape("scalingo_", Alnum, 40, 40, "SCALINGO_TOKEN"),
     shape("tk_", Alnum, 40, 40, "SCALINGO_TOKEN"),
     shape("ctfp_", Alnum, 30, 60, "CONTENTFUL_TOKEN"),
+    shape("ntn_", Alnum, 46, 46, "NOTION_TOKEN"),
+    shape("secret_", Alnum, 43, 43, "NOTION_TOKEN"),
+    shape("HRKU-", Url, 60, 60, "HEROKU_KEY"),
+    shape("s-s4t2ud-", Alnum, 64, 64, "INTRA42_SECRET"),
+    shape("s-s4t2af-", Alnum, 64, 64, "INTRA42_SECRET"),
+    shape("p8e-", Alnum, 32, 32, "ADOBE_SECRET"),
 ];
 
 /// Key words after which an assigned high-entropy value is a secret.
 const KEYWORDS: &[&str] = &[
-    "token", "secret", "password", "passwd", "pwd", "api_key", "apikey", "api-key", "key",
-    "auth", "credential", "credentials", "bearer", "access", "private", "client_id", "clientid",
-    "client-id", "access_id", "accessid", "signature", "salt", "pass", "session", "cookie",
-    "license", "licence", "webhook", "dsn", "x-api-key", "id",
+    "token",
+    "secret",
+    "password",
+    "passwd",
+    "pwd",
+    "api_key",
+    "apikey",
+    "api-key",
+    "key",
+    "auth",
+    "credential",
+    "credentials",
+    "bearer",
+    "access",
+    "private",
+    "client_id",
+    "clientid",
+    "client-id",
+    "access_id",
+    "accessid",
+    "signature",
+    "salt",
+    "pass",
+    "session",
+    "cookie",
+    "license",
+    "licence",
+    "webhook",
+    "dsn",
+    "x-api-key",
+    "id",
 ];
 
 pub struct SecretDetector {
@@ -239,6 +285,7 @@ impl SecretDetector {
             }
         }
         self.assigned(text, &mut found);
+        curl_user(b, &mut found);
         found.sort_by_key(|f| (f.span.start, std::cmp::Reverse(f.span.end)));
         let mut last_end = 0;
         for f in found {
@@ -254,9 +301,31 @@ impl SecretDetector {
         let Some(ac) = &self.keywords else { return };
         let b = text.as_bytes();
         for m in ac.find_iter(text) {
+            // A key word starts a word or a camelCase part: "apiKey", "mailgun_token", not
+            // "monkey" or "video".
+            let first = b.get(m.start()).copied().unwrap_or(b' ');
+            let prev = m.start().checked_sub(1).and_then(|i| b.get(i)).copied();
+            let starts_word = match prev {
+                None => true,
+                Some(c) if c.is_ascii_lowercase() || c.is_ascii_digit() => {
+                    first.is_ascii_uppercase()
+                }
+                Some(c) if c.is_ascii_uppercase() => false,
+                Some(_) => true,
+            };
+            if !starts_word {
+                continue;
+            }
+            let strong_key = b.get(m.start()..m.end()).is_some_and(|k| {
+                [&b"password"[..], b"passwd", b"pwd", b"secret", b"pass"]
+                    .iter()
+                    .any(|w| k.eq_ignore_ascii_case(w))
+            });
             let mut p = m.end();
             // Rest of the identifier: `_TOKEN4`, `Token`, `_key_id`.
-            while p < b.len() && (b[p].is_ascii_alphanumeric() || matches!(b[p], b'_' | b'-' | b'.')) {
+            while p < b.len()
+                && (b[p].is_ascii_alphanumeric() || matches!(b[p], b'_' | b'-' | b'.'))
+            {
                 p += 1;
             }
             while p < b.len() && matches!(b[p], b'"' | b'\'' | b'`' | b']') {
@@ -280,7 +349,8 @@ impl SecretDetector {
             if p == sep_start && !is_bearer {
                 continue;
             }
-            while p < b.len() && matches!(b[p], b' ' | b'\t' | b'"' | b'\'' | b'`' | b'\n' | b'\r') {
+            while p < b.len() && matches!(b[p], b' ' | b'\t' | b'"' | b'\'' | b'`' | b'\n' | b'\r')
+            {
                 p += 1;
                 if p - sep_start > 24 {
                     break;
@@ -294,7 +364,24 @@ impl SecretDetector {
             let start = p;
             while p < b.len()
                 && (b[p].is_ascii_alphanumeric()
-                    || matches!(b[p], b'_' | b'-' | b'.' | b'/' | b'+' | b'=' | b'~' | b':' | b'!' | b'@' | b'#' | b'$' | b'%' | b'^' | b'&' | b'*'))
+                    || matches!(
+                        b[p],
+                        b'_' | b'-'
+                            | b'.'
+                            | b'/'
+                            | b'+'
+                            | b'='
+                            | b'~'
+                            | b':'
+                            | b'!'
+                            | b'@'
+                            | b'#'
+                            | b'$'
+                            | b'%'
+                            | b'^'
+                            | b'&'
+                            | b'*'
+                    ))
             {
                 p += 1;
             }
@@ -302,8 +389,15 @@ impl SecretDetector {
             while end > start && matches!(b[end - 1], b'.' | b':' | b',') {
                 end -= 1;
             }
-            let Some(value) = text.get(start..end) else { continue };
-            if looks_secret(value) {
+            let Some(value) = text.get(start..end) else {
+                continue;
+            };
+            // A value cut short ("ops_eyJz..", "abc…[redacted]") is an example, not a secret.
+            let truncated = text
+                .get(end..)
+                .is_some_and(|t| t.starts_with("..") || t.starts_with('…'));
+            let min_len = if strong_key { 8 } else { 12 };
+            if value.len() >= min_len && !truncated && looks_secret(value) {
                 out.push(finding("GENERIC_SECRET", start, end, 0.7));
             }
         }
@@ -318,7 +412,8 @@ fn looks_secret(v: &str) -> bool {
     }
     let digits = v.bytes().filter(u8::is_ascii_digit).count();
     let letters = v.bytes().filter(u8::is_ascii_alphabetic).count();
-    if letters == 0 && n < 20 || digits == 0 && n < 20 {
+    // Digit-only ids and keys count from 16 digits; letter-only words need 20 chars.
+    if letters == 0 && n < 16 || digits == 0 && n < 20 || v.contains("..") {
         return false;
     }
     // Words, paths and identifiers: mostly letters with separators but no digits.
@@ -336,12 +431,41 @@ fn looks_secret(v: &str) -> bool {
 fn is_placeholder(v: &str) -> bool {
     let lower = v.to_ascii_lowercase();
     let b = lower.as_bytes();
-    let x_or_star = b.iter().filter(|c| matches!(c, b'x' | b'*' | b'.' | b'0' | b'#')).count();
+    let x_or_star = b
+        .iter()
+        .filter(|c| matches!(c, b'x' | b'*' | b'.' | b'0' | b'#'))
+        .count();
     x_or_star * 2 > b.len()
-        || ["example", "your_", "your-", "<", "{{", "${", "placeholder", "changeme", "redacted", "dummy", "sample", "fake", "xxxx"]
-            .iter()
-            .any(|p| lower.contains(p))
-        || b.windows(4).any(|w| w.iter().all(|c| *c == w[0]))
+        || [
+            "example",
+            "your",
+            "<",
+            "{{",
+            "${",
+            "placeholder",
+            "changeme",
+            "redacted",
+            "dummy",
+            "sample",
+            "fake",
+            "xxxx",
+            "****",
+            "####",
+            "abcdefgh",
+            "qwerty",
+            "here",
+            "random",
+            "string",
+            "insert",
+            "replace",
+            "todo",
+            "password",
+            "username",
+            "[",
+        ]
+        .iter()
+        .any(|p| lower.contains(p))
+        || b.windows(5).any(|w| w.iter().all(|c| *c == w[0]))
 }
 
 /// Shannon entropy in bits per byte.
@@ -384,7 +508,13 @@ fn pem_keys(text: &str, out: &mut Vec<Finding>) {
             None => {
                 let mut e = from;
                 let b = text.as_bytes();
-                while e < b.len() && (b[e].is_ascii_alphanumeric() || matches!(b[e], b'+' | b'/' | b'=' | b'\n' | b'\r' | b' ' | b'\\' | b':' | b'-' | b',')) {
+                while e < b.len()
+                    && (b[e].is_ascii_alphanumeric()
+                        || matches!(
+                            b[e],
+                            b'+' | b'/' | b'=' | b'\n' | b'\r' | b' ' | b'\\' | b':' | b'-' | b','
+                        ))
+                {
                     e += 1;
                 }
                 e
@@ -420,10 +550,53 @@ fn jwts(b: &[u8], out: &mut Vec<Finding>) {
             }
             e += 1;
         }
-        if k == 2 && parts[0] >= 10 && parts[1] >= 10 && b.get(i + parts[0] + 1..i + parts[0] + 4) == Some(b"eyJ") {
+        if k == 2
+            && parts[0] >= 10
+            && parts[1] >= 10
+            && b.get(i + parts[0] + 1..i + parts[0] + 4) == Some(b"eyJ")
+        {
             out.push(finding("JWT", i, e, 0.95));
         }
         i = e.max(i + 1);
+    }
+}
+
+/// `curl -u user:password` / `--user 'user:password'` with a real-looking password.
+fn curl_user(b: &[u8], out: &mut Vec<Finding>) {
+    let mut i = 0;
+    while i + 4 < b.len() {
+        let flag_len = if b[i..].starts_with(b"--user ") {
+            7
+        } else if b[i..].starts_with(b"-u ") && (i == 0 || b[i - 1] == b' ') {
+            3
+        } else {
+            i += 1;
+            continue;
+        };
+        let mut p = i + flag_len;
+        while b.get(p) == Some(&b' ') {
+            p += 1;
+        }
+        let start = p;
+        while p < b.len() && !matches!(b[p], b' ' | b'\n' | b'\t') {
+            p += 1;
+        }
+        let raw = std::str::from_utf8(&b[start..p]).unwrap_or("");
+        let cred: String = raw
+            .chars()
+            .filter(|c| !matches!(c, '"' | '\'' | '{' | '}'))
+            .collect();
+        if let Some((_, pw)) = cred.split_once(':') {
+            let user = cred.split(':').next().unwrap_or("");
+            let secret_part = if pw.is_empty() { user } else { pw };
+            if secret_part.len() >= 6
+                && !is_placeholder(secret_part)
+                && !secret_part.starts_with('$')
+            {
+                out.push(finding("CURL_CREDENTIALS", start, p, 0.85));
+            }
+        }
+        i = p.max(i + 1);
     }
 }
 
@@ -436,13 +609,19 @@ fn connection_strings(b: &[u8], out: &mut Vec<Finding>) {
             continue;
         }
         let mut s = i;
-        while s > 0 && (b[s - 1].is_ascii_alphanumeric() || matches!(b[s - 1], b'+' | b'-' | b'.')) {
+        while s > 0 && (b[s - 1].is_ascii_alphanumeric() || matches!(b[s - 1], b'+' | b'-' | b'.'))
+        {
             s -= 1;
         }
         let mut e = i + 3;
         let mut colon = None;
         let mut at = None;
-        while e < b.len() && !matches!(b[e], b' ' | b'\n' | b'"' | b'\'' | b'/' | b'`' | b'<' | b'>') {
+        while e < b.len()
+            && !matches!(
+                b[e],
+                b' ' | b'\n' | b'"' | b'\'' | b'/' | b'`' | b'<' | b'>'
+            )
+        {
             match b[e] {
                 b':' if colon.is_none() => colon = Some(e),
                 b'@' => at = Some(e),
@@ -453,9 +632,18 @@ fn connection_strings(b: &[u8], out: &mut Vec<Finding>) {
         if let (Some(c), Some(a)) = (colon, at) {
             if c < a && s < i {
                 let pw = std::str::from_utf8(&b[c + 1..a]).unwrap_or("");
-                if pw.len() >= 3 && !is_placeholder(pw) && !pw.starts_with('$') && !pw.eq_ignore_ascii_case("password") {
+                if pw.len() >= 3
+                    && !is_placeholder(pw)
+                    && !pw.starts_with('$')
+                    && !pw.eq_ignore_ascii_case("password")
+                {
                     let mut host_end = a + 1;
-                    while host_end < b.len() && !matches!(b[host_end], b' ' | b'\n' | b'"' | b'\'' | b'`' | b'<' | b'>' | b')') {
+                    while host_end < b.len()
+                        && !matches!(
+                            b[host_end],
+                            b' ' | b'\n' | b'"' | b'\'' | b'`' | b'<' | b'>' | b')'
+                        )
+                    {
                         host_end += 1;
                     }
                     out.push(finding("CONNECTION_STRING", s, host_end, 0.9));
@@ -485,7 +673,7 @@ mod tests {
     fn table() {
         let ant = format!("sk-ant-api03-{}AA", "aB3dE6gH9jK2mN5pQ8sT1vW4yZ7bC0eF3hJ6kM9nP2rS5uV8xY1zA4cD7fG0iL3oR6tU9wX2aZ5bY8cX1dW4eV7fU0gT3hS6iR9jQ2kP".get(..93).unwrap_or(""));
         let cases: Vec<(String, Vec<&str>)> = vec![
-            ("key: sk-proj-Ab3xY9kLm2Qr7Tz1Wc5Nv8Hj4Gf6Dp0SaBcDeFgHiJkLmNoPq".into(), vec!["OPENAI_API_KEY"]),
+            ("key: sk-proj-Ab3xY9kLm2Qr7Tz1Wc5Nv8Hj4Gf6Dp0SaBq7WmZ2RtL9xKvN4pEj".into(), vec!["OPENAI_API_KEY"]),
             (ant, vec!["ANTHROPIC_API_KEY"]),
             ("AKIAIOSFODNN7EXAMPLE".into(), vec![]),
             ("id AKIAZ3MNQ4XK5PLRTW7Y here".into(), vec!["AWS_ACCESS_KEY_ID"]),
@@ -493,7 +681,7 @@ mod tests {
             ("ghp_8aK2mZq9LwX4rT7yB1nC5vD3fG6hJ0pQsE2u".into(), vec!["GITHUB_TOKEN"]),
             ("ghr_xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx".into(), vec![]),
             ("glpat-Zx8Kq2Lm9Nw4Rt7Yb1Vc".into(), vec!["GITLAB_TOKEN"]),
-            ("xoxb-1234567890-0987654321-AbCdEfGhIjKlMnOpQrStUvWx".into(), vec!["SLACK_TOKEN"]),
+            ("xoxb-1234567890-0987654321-Qm7Lk2Rt9Vx4Nb8Wp3Zc6Hj1".into(), vec!["SLACK_TOKEN"]),
             ("sk_live_4eC39HqLyjWDarjtT1zdp7dc".into(), vec!["STRIPE_KEY"]),
             ("AIzaSyD3kP9xQ2mLw8Rt5Yb7Nc1Vf4Hj6Gs0Ua_".into(), vec!["GOOGLE_API_KEY"]),
             ("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U".into(), vec!["JWT"]),
@@ -514,7 +702,16 @@ mod tests {
 
     #[test]
     fn odd_input() {
-        for s in ["-----BEGIN ", "eyJ", "eyJa.eyJ", "://", "a://b:c@", "token=", "sk-", "é token: é"] {
+        for s in [
+            "-----BEGIN ",
+            "eyJ",
+            "eyJa.eyJ",
+            "://",
+            "a://b:c@",
+            "token=",
+            "sk-",
+            "é token: é",
+        ] {
             let _ = kinds(s);
         }
     }

@@ -201,7 +201,10 @@ mod tests {
         assert_eq!(r, "<EMAIL_1> and <EMAIL_2>, again <EMAIL_1>");
         let r2 = redact_all(&mut v, "from b@y.io");
         assert_eq!(r2, "from <EMAIL_2>");
-        assert_eq!(v.restore("Reply to <EMAIL_2> and <EMAIL_1>"), "Reply to b@y.io and a@x.io");
+        assert_eq!(
+            v.restore("Reply to <EMAIL_2> and <EMAIL_1>"),
+            "Reply to b@y.io and a@x.io"
+        );
     }
 
     #[test]
@@ -228,7 +231,12 @@ mod tests {
     #[test]
     fn bad_spans_are_skipped() {
         let mut v = Vault::new();
-        let f = |a, b| Finding { detector: DetectorId::Pii, kind: "X", span: a..b, score: 1.0 };
+        let f = |a, b| Finding {
+            detector: DetectorId::Pii,
+            kind: "X",
+            span: a..b,
+            score: 1.0,
+        };
         let t = "héllo";
         assert_eq!(v.redact(t, &[f(1, 2), f(3, 99), f(4, 2)]), t);
     }

@@ -147,7 +147,10 @@ fn ratio(a: usize, b: usize) -> f64 {
 fn short_source(s: &str) -> String {
     let s = s.split(" (via").next().unwrap_or(s);
     let s = s.split(" @").next().unwrap_or(s);
-    let s = s.replace("TrustAIRLab in-the-wild 2023_12_25 via PyRIT 1.1.0 ", "PyRIT ");
+    let s = s.replace(
+        "TrustAIRLab in-the-wild 2023_12_25 via PyRIT 1.1.0 ",
+        "PyRIT ",
+    );
     s.replace(' ', "_")
 }
 
@@ -192,8 +195,15 @@ fn injection(
             }
         }
     }
-    println!("\n## Prompt injection: {} (threshold {})", path.display(), args.threshold);
-    println!("{:<72} {:>6} {:>7} {:>6} {:>7}", "source", "attack", "recall", "benign", "FPR");
+    println!(
+        "\n## Prompt injection: {} (threshold {})",
+        path.display(),
+        args.threshold
+    );
+    println!(
+        "{:<72} {:>6} {:>7} {:>6} {:>7}",
+        "source", "attack", "recall", "benign", "FPR"
+    );
     let mut tot = [0usize; 4];
     for (src, e) in &by {
         for k in 0..4 {
@@ -322,12 +332,18 @@ fn pii(d: &Detectors, path: &Path, args: &Args, figs: &mut Figures) -> Result<()
         }
     }
     println!("\n## PII: {} (span overlap)", path.display());
-    println!("{:<16} {:>6} {:>9} {:>7}", "type", "gold", "precision", "recall");
+    println!(
+        "{:<16} {:>6} {:>9} {:>7}",
+        "type", "gold", "precision", "recall"
+    );
     for (t, e) in &stats {
         let p = ratio(e[3], e[2]);
         let r = ratio(e[1], e[0]);
         println!("{:<16} {:>6} {:>9} {:>7}", t, e[0], fmt(p), fmt(r));
-        figs.insert(format!("pii/{t}/precision"), if e[2] == 0 { 1.0 } else { p });
+        figs.insert(
+            format!("pii/{t}/precision"),
+            if e[2] == 0 { 1.0 } else { p },
+        );
         figs.insert(format!("pii/{t}/recall"), r);
     }
     Ok(())
@@ -357,7 +373,11 @@ fn secrets(d: &Detectors, dir: &Path, args: &Args, figs: &mut Figures) -> Result
             } else {
                 *missed.entry(s.kind.as_str()).or_default() += 1;
                 if args.misses > 0 && missed.values().sum::<usize>() <= args.misses {
-                    println!("  secret FN {}: {:?}", s.kind, r.text.chars().take(140).collect::<String>());
+                    println!(
+                        "  secret FN {}: {:?}",
+                        s.kind,
+                        r.text.chars().take(140).collect::<String>()
+                    );
                 }
             }
         }
@@ -367,7 +387,10 @@ fn secrets(d: &Detectors, dir: &Path, args: &Args, figs: &mut Figures) -> Result
         if !secret_spans(&r.text).is_empty() {
             flagged += 1;
             if args.misses > 0 && flagged <= args.misses {
-                println!("  secret FP: {:?}", r.text.chars().take(140).collect::<String>());
+                println!(
+                    "  secret FP: {:?}",
+                    r.text.chars().take(140).collect::<String>()
+                );
             }
         }
     }
@@ -375,12 +398,26 @@ fn secrets(d: &Detectors, dir: &Path, args: &Args, figs: &mut Figures) -> Result
     let flag_rate = ratio(flagged, neg.len());
     println!("\n## Secrets: {}", dir.display());
     println!("{:<40} {:>6} {:>7}", "file", "rows", "figure");
-    println!("{:<40} {:>6} {:>7}  recall (span overlap)", "secrets_dev_positive.jsonl", total, fmt(recall));
-    println!("{:<40} {:>6} {:>7}  rows flagged", "secrets_dev_negative.jsonl", neg.len(), fmt(flag_rate));
+    println!(
+        "{:<40} {:>6} {:>7}  recall (span overlap)",
+        "secrets_dev_positive.jsonl",
+        total,
+        fmt(recall)
+    );
+    println!(
+        "{:<40} {:>6} {:>7}  rows flagged",
+        "secrets_dev_negative.jsonl",
+        neg.len(),
+        fmt(flag_rate)
+    );
     let mut worst: Vec<_> = missed.into_iter().collect();
-    worst.sort_by(|a, b| b.1.cmp(&a.1));
+    worst.sort_by_key(|w| std::cmp::Reverse(w.1));
     if !worst.is_empty() {
-        let list: Vec<String> = worst.iter().take(12).map(|(k, n)| format!("{k} {n}")).collect();
+        let list: Vec<String> = worst
+            .iter()
+            .take(12)
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
         println!("missed kinds: {}", list.join(", "));
     }
     figs.insert("secrets/positive/recall".into(), recall);
@@ -403,11 +440,15 @@ fn check(figs: &Figures, path: &Path) -> Result<bool, EvalError> {
         }
         let parts: Vec<&str> = line.split_whitespace().collect();
         let [dir, key, value] = parts[..] else {
-            return Err(EvalError::Usage(format!("{}:{}: want `min|max KEY VALUE`", path.display(), n + 1)));
+            return Err(EvalError::Usage(format!(
+                "{}:{}: want `min|max KEY VALUE`",
+                path.display(),
+                n + 1
+            )));
         };
-        let want: f64 = value
-            .parse()
-            .map_err(|_| EvalError::Usage(format!("{}:{}: bad number {value}", path.display(), n + 1)))?;
+        let want: f64 = value.parse().map_err(|_| {
+            EvalError::Usage(format!("{}:{}: bad number {value}", path.display(), n + 1))
+        })?;
         let Some(&got) = figs.get(key) else {
             println!("REGRESSION: {key} was not measured");
             ok = false;
@@ -417,14 +458,24 @@ fn check(figs: &Figures, path: &Path) -> Result<bool, EvalError> {
         let pass = match dir {
             "min" => got >= want,
             "max" => got <= want,
-            _ => return Err(EvalError::Usage(format!("{}:{}: min or max, not {dir}", path.display(), n + 1))),
+            _ => {
+                return Err(EvalError::Usage(format!(
+                    "{}:{}: min or max, not {dir}",
+                    path.display(),
+                    n + 1
+                )))
+            }
         };
         if !pass {
             ok = false;
             println!("REGRESSION: {key} = {got:.4}, floor {dir} {want}");
         }
     }
-    println!("\nchecked {checked} figures against {}: {}", path.display(), if ok { "ok" } else { "FAILED" });
+    println!(
+        "\nchecked {checked} figures against {}: {}",
+        path.display(),
+        if ok { "ok" } else { "FAILED" }
+    );
     Ok(ok)
 }
 
@@ -444,10 +495,22 @@ fn run() -> Result<bool, EvalError> {
         d.injection_mut().set_model(Some(model));
     }
     let mut figs = Figures::new();
-    injection(&d, &args.data.join("prompt_injection_dev.jsonl"), &args, "injection", &mut figs)?;
+    injection(
+        &d,
+        &args.data.join("prompt_injection_dev.jsonl"),
+        &args,
+        "injection",
+        &mut figs,
+    )?;
     if args.include_test {
         let a = Args { misses: 0, ..args };
-        injection(&d, &a.data.join("prompt_injection_dev_test.jsonl"), &a, "injection_test", &mut figs)?;
+        injection(
+            &d,
+            &a.data.join("prompt_injection_dev_test.jsonl"),
+            &a,
+            "injection_test",
+            &mut figs,
+        )?;
         return finish(&d, &a, figs);
     }
     finish(&d, &args, figs)
@@ -466,17 +529,31 @@ fn cross_validate(args: &Args) -> Result<(), EvalError> {
     let mut families: Vec<&str> = all.iter().map(|r| family(&r.source)).collect();
     families.sort_unstable();
     families.dedup();
-    println!("\n## Prompt injection, leave-one-family-out (threshold {})", args.threshold);
-    println!("{:<72} {:>6} {:>7} {:>6} {:>7}", "held-out source", "attack", "recall", "benign", "FPR");
+    println!(
+        "\n## Prompt injection, leave-one-family-out (threshold {})",
+        args.threshold
+    );
+    println!(
+        "{:<72} {:>6} {:>7} {:>6} {:>7}",
+        "held-out source", "attack", "recall", "benign", "FPR"
+    );
     for fam in families {
         let mut d = Detectors::new();
         let rows: Vec<(String, u8, String, bool)> = all
             .iter()
             .filter(|r| family(&r.source) != fam && !r.source.contains("validation"))
-            .map(|r| (r.text.clone(), r.label, r.source.clone(), role_for(&r.source) == Role::Document))
+            .map(|r| {
+                (
+                    r.text.clone(),
+                    r.label,
+                    r.source.clone(),
+                    role_for(&r.source) == Role::Document,
+                )
+            })
             .collect();
         let samples = train::samples(d.injection(), &rows);
-        d.injection_mut().set_model(Some(train::train(&samples, args.epochs)));
+        d.injection_mut()
+            .set_model(Some(train::train(&samples, args.epochs)));
         let mut by: BTreeMap<String, [usize; 4]> = BTreeMap::new();
         for r in all.iter().filter(|r| family(&r.source) == fam) {
             let flagged = d
@@ -516,7 +593,11 @@ fn train_model(
         })
         .collect();
     let samples = train::samples(d.injection(), &rows);
-    println!("training on {} rows ({} windows)", rows.len(), samples.len());
+    println!(
+        "training on {} rows ({} windows)",
+        rows.len(),
+        samples.len()
+    );
     Ok(train::train(&samples, args.epochs))
 }
 

@@ -77,7 +77,9 @@ pub fn train(samples: &[Sample], epochs: usize) -> LinearModel {
     let mut seed: u64 = 0x5EED;
     for _ in 0..epochs {
         for i in (1..order.len()).rev() {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let j = (seed >> 33) as usize % (i + 1);
             order.swap(i, j);
         }
