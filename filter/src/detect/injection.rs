@@ -6,7 +6,7 @@
 //! scanned the same way. Indirect-injection cues (text addressing "your response") count only in
 //! tool results and documents, where no legitimate text talks to the model.
 
-use aho_corasick::{AhoCorasick, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 
 use super::injection_model::{self as model, LinearModel};
 use super::normalize::{decoded_payloads, normalize, Normalized};
@@ -1529,8 +1529,10 @@ impl InjectionDetector {
         add(&mut NEGATION.iter().map(|p| (*p, Negation)));
         add(&mut PHRASES.iter().map(|(p, w)| (*p, Phrase(*w))));
         add(&mut INDIRECT.iter().map(|(p, w)| (*p, Indirect(*w))));
+        // A full DFA: about a megabyte, built once, and several times faster than the NFA.
         let ac = AhoCorasick::builder()
             .match_kind(MatchKind::LeftmostLongest)
+            .kind(Some(AhoCorasickKind::DFA))
             .build(&pats)
             .ok();
         InjectionDetector {

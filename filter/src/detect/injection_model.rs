@@ -47,8 +47,8 @@ fn is_cjk(c: char) -> bool {
     matches!(c as u32, 0x3040..=0x30FF | 0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xAC00..=0xD7AF)
 }
 
-/// Bucket indices of the unigram and bigram features of one window, plus role and bias-free
-/// marker features.
+/// Bucket indices of the unigram and bigram features of one window (repeats count again),
+/// plus a marker for document/tool texts.
 pub fn window_features(toks: &[u32], document: bool, out: &mut Vec<u32>) {
     out.clear();
     let mask = (BUCKETS - 1) as u32;
@@ -64,8 +64,6 @@ pub fn window_features(toks: &[u32], document: bool, out: &mut Vec<u32>) {
     if document {
         out.push(0x1234 & mask);
     }
-    out.sort_unstable();
-    out.dedup();
 }
 
 /// Window start offsets (token index) for a text of `n` tokens.

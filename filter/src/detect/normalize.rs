@@ -133,6 +133,9 @@ fn leet(c: char) -> Option<char> {
 
 /// Pre-folding of one char (invisible → None).
 fn prefold(c: char) -> Option<char> {
+    if c.is_ascii() {
+        return Some(c.to_ascii_lowercase());
+    }
     if is_invisible(c) {
         return None;
     }
@@ -172,7 +175,9 @@ pub fn normalize(src: &str, out: &mut Normalized) {
         let (o, c) = folded[k];
         let prev = if k == 0 { None } else { at(k - 1) };
         let next = at(k + 1);
-        let c = if c.is_ascii() {
+        let c = if c.is_ascii_alphabetic() || c == ' ' {
+            c
+        } else if c.is_ascii() {
             match leet(c) {
                 // A digit or symbol inside a word that has letters ("1gn0re", "pr3v10us") reads
                 // as a letter; symbols only when a letter or digit follows ("h@ck", not "hi!").
@@ -201,7 +206,10 @@ pub fn normalize(src: &str, out: &mut Normalized) {
     // Third pass: join spaced-out letters ("i g n o r e", "i-g-n-o-r-e", "i.g.n.o.r.e").
     let mut k = 0;
     while k < chars.len() {
-        if let Some(end) = spaced_run(&chars, k) {
+        // Cheap pre-check: a spaced run starts with a single letter followed by a separator.
+        let single =
+            chars.get(k + 1).is_some_and(|p| !p.1.is_alphanumeric()) && chars[k].1.is_alphabetic();
+        if let Some(end) = single.then(|| spaced_run(&chars, k)).flatten() {
             let mut j = k;
             while j < end {
                 push(out, chars[j].0, chars[j].1);
@@ -244,6 +252,11 @@ fn lower(c: char) -> char {
 }
 
 fn push(out: &mut Normalized, orig: u32, c: char) {
+    if c.is_ascii() {
+        out.text.push(c);
+        out.map.push(orig);
+        return;
+    }
     let mut buf = [0u8; 4];
     let s = c.encode_utf8(&mut buf);
     out.text.push_str(s);
@@ -266,7 +279,7 @@ fn spaced_run(chars: &[(u32, char)], k: usize) -> Option<usize> {
     }
     let s = chars.get(k + 1).map(|p| p.1)?;
     let mut i = k;
-    let mut count = 0;
+    let mut count: i32 = 0;
     while letter(i) && !letter(i + 1) {
         count += 1;
         if sep(i + 1) && chars.get(i + 1).map(|p| p.1) == Some(s) && letter(i + 2) {

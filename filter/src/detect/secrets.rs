@@ -4,7 +4,7 @@
 //! aho-corasick; each candidate is then read by hand and checked for length, charset,
 //! entropy and placeholder look (`xxxx`, `<token>`, `${VAR}`).
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 
 use super::{is_alnum_at, DetectorId, Finding};
 
@@ -244,11 +244,13 @@ impl SecretDetector {
     pub fn new() -> Self {
         let prefixes = AhoCorasick::builder()
             .match_kind(MatchKind::LeftmostLongest)
+            .kind(Some(AhoCorasickKind::DFA))
             .build(SHAPES.iter().map(|s| s.prefix))
             .ok();
         let keywords = AhoCorasickBuilder::new()
             .ascii_case_insensitive(true)
             .match_kind(MatchKind::LeftmostLongest)
+            .kind(Some(AhoCorasickKind::DFA))
             .build(KEYWORDS)
             .ok();
         SecretDetector { prefixes, keywords }
