@@ -1595,7 +1595,10 @@ impl InjectionDetector {
         normalize(text, &mut norm);
         let (lex, mut span) = self.lexicon_score(text, &norm, role);
         let mut score = lex;
-        if let Some(m) = &self.model {
+        // The model decides only where the lexicon saw something: on text unlike its training
+        // data (tables, code, other sources) it alone raises too many alarms. Below the gate
+        // the lexicon score stands and the model is not run at all.
+        if let Some(m) = self.model.as_ref().filter(|_| lex >= LEXICON_GATE) {
             let mut toks = Vec::new();
             model::tokens(&norm.text, &mut toks);
             let doc = matches!(role, Role::Tool | Role::Document);
@@ -1606,13 +1609,7 @@ impl InjectionDetector {
                 model::window_features(toks.get(w..end).unwrap_or(&[]), doc, &mut feats);
                 best = best.max(m.score(&feats, lex));
             }
-            // The model decides only where the lexicon saw something: on text unlike its
-            // training data (tables, code, other sources) it alone raises too many alarms.
-            score = if lex >= LEXICON_GATE {
-                best
-            } else {
-                best.min(lex)
-            };
+            score = best;
             if span.is_empty() {
                 span = 0..text.len();
             }

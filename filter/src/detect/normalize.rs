@@ -153,6 +153,15 @@ fn is_latin(c: Option<char>) -> bool {
 
 /// Normalises `src` into `out` (cleared first).
 pub fn normalize(src: &str, out: &mut Normalized) {
+    if src.is_ascii() {
+        normalize_ascii(src.as_bytes(), out);
+    } else {
+        normalize_chars(src, out);
+    }
+}
+
+/// The general path, for text with any non-ASCII char.
+fn normalize_chars(src: &str, out: &mut Normalized) {
     out.text.clear();
     out.map.clear();
     out.text.reserve(src.len());
@@ -220,6 +229,100 @@ pub fn normalize(src: &str, out: &mut Normalized) {
         }
         let (o, c) = chars[k];
         push(out, o, c);
+        k += 1;
+    }
+}
+
+/// The same folds as `normalize` for pure-ASCII input (the common case), byte by byte with no
+/// intermediate char vectors: lower case, whitespace collapsed, leetspeak, spaced-out letters.
+fn normalize_ascii(b: &[u8], out: &mut Normalized) {
+    out.text.clear();
+    out.map.clear();
+    let part = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'@' | b'$' | b'!' | b'|' | b'+');
+    // Pass 1: into a byte buffer with its offset map.
+    let mut t: Vec<u8> = Vec::with_capacity(b.len());
+    let mut m: Vec<u32> = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if c.is_ascii_whitespace() || c == 0x0b {
+            if !matches!(t.last(), Some(b' ') | None) {
+                t.push(b' ');
+                m.push(i as u32);
+            }
+            i += 1;
+            continue;
+        }
+        if !part(c) {
+            t.push(c);
+            m.push(i as u32);
+            i += 1;
+            continue;
+        }
+        // A run of word bytes: fold leetspeak only if the run has a letter.
+        let mut j = i;
+        let mut has_letter = false;
+        while j < b.len() && part(b[j]) {
+            has_letter |= b[j].is_ascii_alphabetic();
+            j += 1;
+        }
+        for k in i..j {
+            let c = b[k];
+            let next_alnum = b.get(k + 1).is_some_and(|n| n.is_ascii_alphanumeric());
+            let out_c = if c.is_ascii_alphabetic() {
+                c.to_ascii_lowercase()
+            } else {
+                match leet(c as char) {
+                    Some(l) if has_letter && (c.is_ascii_digit() || next_alnum) => l as u8,
+                    _ => c,
+                }
+            };
+            t.push(out_c);
+            m.push(k as u32);
+        }
+        i = j;
+    }
+    // Pass 2: join spaced-out letters, as in `spaced_run`.
+    let letter = |k: usize| t.get(k).is_some_and(|c| c.is_ascii_alphabetic());
+    let sep = |k: usize| {
+        t.get(k).is_some_and(|c| {
+            matches!(
+                c,
+                b' ' | b'-' | b'.' | b'_' | b'*' | b'|' | b'/' | b'+' | b','
+            )
+        })
+    };
+    let mut k = 0;
+    while k < t.len() {
+        if letter(k) && !letter(k + 1) && !(k > 0 && letter(k - 1)) && sep(k + 1) {
+            let s = t.get(k + 1).copied();
+            let mut e = k;
+            let mut count: i32 = 0;
+            while letter(e) && !letter(e + 1) {
+                count += 1;
+                if sep(e + 1) && t.get(e + 1).copied() == s && letter(e + 2) {
+                    e += 2;
+                } else {
+                    break;
+                }
+            }
+            if letter(e) && letter(e + 1) {
+                e = e.saturating_sub(2);
+                count -= 1;
+            }
+            if count >= 4 {
+                let mut j = k;
+                while j <= e {
+                    out.text.push(t[j] as char);
+                    out.map.push(m[j]);
+                    j += 2;
+                }
+                k = e + 1;
+                continue;
+            }
+        }
+        out.text.push(t[k] as char);
+        out.map.push(m[k]);
         k += 1;
     }
 }
@@ -439,6 +542,35 @@ mod tests {
         ];
         for (input, want) in cases {
             assert_eq!(norm(input), want, "input {input:?}");
+        }
+    }
+
+    #[test]
+    fn ascii_fast_path_matches_general_path() {
+        let inputs = [
+            "IGNORE   Previous\n\ninstructions",
+            "1gn0r3 4ll pr3v10us",
+            "i-g-n-o-r-e all",
+            "i g n o r e the rules",
+            "a b c",
+            "version 3.5 costs $40!",
+            "h@ck th3 pl4n3t",
+            "x.y.z.w.v and more",
+            "  leading",
+            "tabs\tand\rreturns",
+            "p.a.s.s w.o.r.d.s",
+            "s p a c e d out words",
+            "end with sep i-g-n-o-r-",
+            "!!!",
+            "",
+            "a",
+            "1 2 3 4 5",
+        ];
+        for s in inputs {
+            let (mut a, mut g) = (Normalized::default(), Normalized::default());
+            normalize_ascii(s.as_bytes(), &mut a);
+            normalize_chars(s, &mut g);
+            assert_eq!((&a.text, &a.map), (&g.text, &g.map), "input {s:?}");
         }
     }
 

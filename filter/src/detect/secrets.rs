@@ -261,8 +261,8 @@ impl SecretDetector {
         let b = text.as_bytes();
         let mut found: Vec<Finding> = Vec::new();
         pem_keys(text, &mut found);
-        jwts(b, &mut found);
-        connection_strings(b, &mut found);
+        jwts(text, &mut found);
+        connection_strings(text, &mut found);
         if let Some(ac) = &self.prefixes {
             for m in ac.find_iter(text) {
                 let Some(s) = SHAPES.get(m.pattern().as_usize()) else {
@@ -287,7 +287,7 @@ impl SecretDetector {
             }
         }
         self.assigned(text, &mut found);
-        curl_user(b, &mut found);
+        curl_user(text, &mut found);
         found.sort_by_key(|f| (f.span.start, std::cmp::Reverse(f.span.end)));
         let mut last_end = 0;
         for f in found {
@@ -531,11 +531,18 @@ fn pem_keys(text: &str, out: &mut Vec<Finding>) {
     }
 }
 
-fn jwts(b: &[u8], out: &mut Vec<Finding>) {
+/// Byte offset of the next `needle` at or after `from` (std's substring search is vectorised).
+fn next_at(text: &str, from: usize, needle: &str) -> Option<usize> {
+    text.get(from..)?.find(needle).map(|r| from + r)
+}
+
+fn jwts(text: &str, out: &mut Vec<Finding>) {
+    let b = text.as_bytes();
     let url = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b'-';
     let mut i = 0;
-    while i + 3 < b.len() {
-        if &b[i..i + 3] != b"eyJ" || (i > 0 && url(b[i - 1])) {
+    while let Some(at) = next_at(text, i, "eyJ") {
+        i = at;
+        if i > 0 && url(b[i - 1]) {
             i += 1;
             continue;
         }
@@ -564,9 +571,14 @@ fn jwts(b: &[u8], out: &mut Vec<Finding>) {
 }
 
 /// `curl -u user:password` / `--user 'user:password'` with a real-looking password.
-fn curl_user(b: &[u8], out: &mut Vec<Finding>) {
+fn curl_user(text: &str, out: &mut Vec<Finding>) {
+    let b = text.as_bytes();
+    if !text.contains("-u") {
+        return;
+    }
     let mut i = 0;
-    while i + 4 < b.len() {
+    while let Some(at) = next_at(text, i, "-") {
+        i = at;
         let flag_len = if b[i..].starts_with(b"--user ") {
             7
         } else if b[i..].starts_with(b"-u ") && (i == 0 || b[i - 1] == b' ') {
@@ -603,13 +615,11 @@ fn curl_user(b: &[u8], out: &mut Vec<Finding>) {
 }
 
 /// `scheme://user:password@host` with a real-looking password.
-fn connection_strings(b: &[u8], out: &mut Vec<Finding>) {
+fn connection_strings(text: &str, out: &mut Vec<Finding>) {
+    let b = text.as_bytes();
     let mut i = 0;
-    while i + 3 < b.len() {
-        if &b[i..i + 3] != b"://" {
-            i += 1;
-            continue;
-        }
+    while let Some(at) = next_at(text, i, "://") {
+        i = at;
         let mut s = i;
         while s > 0 && (b[s - 1].is_ascii_alphanumeric() || matches!(b[s - 1], b'+' | b'-' | b'.'))
         {
