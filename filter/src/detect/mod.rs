@@ -142,10 +142,13 @@ impl Detectors {
         let secrets_end = out.len();
         let mut pii = Vec::new();
         pii::scan(text, &mut pii);
+        // Both lists are sorted and non-overlapping: one linear merge drops PII inside secrets.
+        let mut j = start;
         for f in pii {
-            let overlaps = out[start..secrets_end]
-                .iter()
-                .any(|s| s.span.start < f.span.end && f.span.start < s.span.end);
+            while j < secrets_end && out[j].span.end <= f.span.start {
+                j += 1;
+            }
+            let overlaps = j < secrets_end && out[j].span.start < f.span.end;
             if !overlaps {
                 out.push(f);
             }

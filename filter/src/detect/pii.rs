@@ -31,17 +31,24 @@ pub fn scan(text: &str, out: &mut Vec<Finding>) {
     ibans(b, out);
     ipv6(text, out);
     digit_runs(b, out);
-    // Drop later findings that overlap an earlier (more specific) one.
-    let mut kept: Vec<Finding> = Vec::new();
-    for f in out.drain(start..) {
-        if !kept
-            .iter()
-            .any(|k| k.span.start < f.span.end && f.span.start < k.span.end)
-        {
-            kept.push(f);
+    // Keep non-overlapping findings: the earliest start wins, and at one start the scanner that
+    // ran first (the more specific one). Sorting keeps this linear in the number of findings.
+    let found = out.split_off(start);
+    let mut order: Vec<(usize, usize)> = found
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (f.span.start, i))
+        .collect();
+    order.sort_unstable();
+    let mut last_end = 0;
+    for (_, i) in order {
+        if let Some(f) = found.get(i) {
+            if f.span.start >= last_end {
+                last_end = f.span.end;
+                out.push(f.clone());
+            }
         }
     }
-    out.extend(kept);
 }
 
 fn emails(b: &[u8], out: &mut Vec<Finding>) {
