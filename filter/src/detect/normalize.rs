@@ -152,20 +152,32 @@ fn is_latin(c: Option<char>) -> bool {
 }
 
 /// Normalises `src` into `out` (cleared first).
+/// Line by line, so the ASCII fast path serves every line without a non-ASCII char; the line
+/// breaks become single spaces, as any whitespace does.
 pub fn normalize(src: &str, out: &mut Normalized) {
-    if src.is_ascii() {
-        normalize_ascii(src.as_bytes(), out);
-    } else {
-        normalize_chars(src, out);
-    }
-}
-
-/// The general path, for text with any non-ASCII char.
-fn normalize_chars(src: &str, out: &mut Normalized) {
     out.text.clear();
     out.map.clear();
     out.text.reserve(src.len());
     out.map.reserve(src.len());
+    let mut base = 0usize;
+    for line in src.split('\n') {
+        if base > 0 && !out.text.is_empty() && !out.text.ends_with(' ') {
+            out.text.push(' ');
+            out.map.push((base - 1) as u32);
+        }
+        if line.is_ascii() {
+            normalize_ascii(line.as_bytes(), base, out);
+        } else {
+            normalize_chars(line, base, out);
+        }
+        base += line.len() + 1;
+    }
+}
+
+/// The general path, for a line with any non-ASCII char. Appends to `out`; offsets are
+/// relative to `base`.
+fn normalize_chars(src: &str, base: usize, out: &mut Normalized) {
+    let base = base as u32;
     // First pass: fold each char, drop invisibles, collapse whitespace.
     let mut folded: Vec<(u32, char)> = Vec::with_capacity(src.len());
     for (i, c) in src.char_indices() {
@@ -174,7 +186,7 @@ fn normalize_chars(src: &str, out: &mut Normalized) {
         if c == ' ' && matches!(folded.last(), Some((_, ' ')) | None) {
             continue;
         }
-        folded.push((i as u32, c));
+        folded.push((base + i as u32, c));
     }
     // Second pass: context-dependent folds (homoglyphs, leetspeak need neighbours).
     let n = folded.len();
@@ -235,9 +247,8 @@ fn normalize_chars(src: &str, out: &mut Normalized) {
 
 /// The same folds as `normalize` for pure-ASCII input (the common case), byte by byte with no
 /// intermediate char vectors: lower case, whitespace collapsed, leetspeak, spaced-out letters.
-fn normalize_ascii(b: &[u8], out: &mut Normalized) {
-    out.text.clear();
-    out.map.clear();
+fn normalize_ascii(b: &[u8], base: usize, out: &mut Normalized) {
+    let base = base as u32;
     let part = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'@' | b'$' | b'!' | b'|' | b'+');
     // Pass 1: into a byte buffer with its offset map.
     let mut t: Vec<u8> = Vec::with_capacity(b.len());
@@ -314,7 +325,7 @@ fn normalize_ascii(b: &[u8], out: &mut Normalized) {
                 let mut j = k;
                 while j <= e {
                     out.text.push(t[j] as char);
-                    out.map.push(m[j]);
+                    out.map.push(base + m[j]);
                     j += 2;
                 }
                 k = e + 1;
@@ -322,7 +333,7 @@ fn normalize_ascii(b: &[u8], out: &mut Normalized) {
             }
         }
         out.text.push(t[k] as char);
-        out.map.push(m[k]);
+        out.map.push(base + m[k]);
         k += 1;
     }
 }
@@ -568,8 +579,8 @@ mod tests {
         ];
         for s in inputs {
             let (mut a, mut g) = (Normalized::default(), Normalized::default());
-            normalize_ascii(s.as_bytes(), &mut a);
-            normalize_chars(s, &mut g);
+            normalize_ascii(s.as_bytes(), 0, &mut a);
+            normalize_chars(s, 0, &mut g);
             assert_eq!((&a.text, &a.map), (&g.text, &g.map), "input {s:?}");
         }
     }
