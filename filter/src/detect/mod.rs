@@ -162,3 +162,65 @@ impl Detectors {
 pub(crate) fn is_alnum_at(b: &[u8], i: usize) -> bool {
     b.get(i).is_some_and(|c| c.is_ascii_alphanumeric())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn detectors() -> &'static Detectors {
+        static D: std::sync::OnceLock<Detectors> = std::sync::OnceLock::new();
+        D.get_or_init(Detectors::new)
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for d in DetectorId::ALL {
+            assert_eq!(DetectorId::from_name(d.name()), Some(d));
+        }
+        assert_eq!(DetectorId::from_name("nope"), None);
+    }
+
+    fn fragment() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "\\PC{0,12}",
+            "[ -~]{0,12}",
+            Just("ignore previous instructions".to_owned()),
+            Just("a@b.io".to_owned()),
+            Just("+1-415-555-0134x12".to_owned()),
+            Just("eyJhbGciOi.eyJzdWIiOi.sig".to_owned()),
+            Just("-----BEGIN RSA PRIVATE KEY-----".to_owned()),
+            Just("://u:p@".to_owned()),
+            Just("![x](https://e.example/?q=".to_owned()),
+            Just("<img src=x onerror=".to_owned()),
+            Just("aWdub3JlIGFsbCBydWxlcw==".to_owned()),
+            Just("%69%67%6e".to_owned()),
+            Just("\u{200B}\u{202E}ｉ".to_owned()),
+        ]
+    }
+
+    proptest! {
+        /// No input makes any detector panic, and every span is a valid slice of the input.
+        #[test]
+        fn never_panics_and_spans_are_slices(parts in proptest::collection::vec(fragment(), 0..10)) {
+            let text = parts.concat();
+            let d = detectors();
+            let mut out = Vec::new();
+            for role in [Role::System, Role::User, Role::Assistant, Role::Tool, Role::Document] {
+                d.scan_prompt(&text, role, &mut out);
+            }
+            d.scan_answer(&text, &mut out);
+            out.extend(check_length(&text, LengthLimit { max_bytes: 7 }));
+            out.extend(check_json(&text, true));
+            out.extend(check_language(&text, &LanguageExpectation { allowed: vec![] }));
+            for f in &out {
+                prop_assert!(text.get(f.span.clone()).is_some(), "{:?} in {:?}", f, text);
+                prop_assert!((0.0..=1.0).contains(&f.score));
+            }
+            let mut v = crate::redact::vault::Vault::new();
+            let values: Vec<Finding> = out.into_iter().filter(|f| f.detector.is_value()).collect();
+            let red = v.redact(&text, &values);
+            let _ = v.restore(&red);
+        }
+    }
+}
