@@ -17,6 +17,25 @@ const MAGIC: &[u8; 4] = b"SLM1";
 /// Token hashes of a normalised text: runs of letters/digits, and each CJK char on its own.
 pub fn tokens(norm: &str, out: &mut Vec<u32>) {
     out.clear();
+    if norm.is_ascii() {
+        // Same hashes as the char path below, a byte at a time.
+        let mut h: u32 = 0x811C_9DC5;
+        let mut in_word = false;
+        for &b in norm.as_bytes() {
+            if b.is_ascii_alphanumeric() {
+                h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+                in_word = true;
+            } else if in_word {
+                out.push(h);
+                h = 0x811C_9DC5;
+                in_word = false;
+            }
+        }
+        if in_word {
+            out.push(h);
+        }
+        return;
+    }
     let mut h: u32 = 0x811C_9DC5;
     let mut in_word = false;
     for c in norm.chars() {
@@ -161,6 +180,15 @@ mod tests {
             Some((-1.0, 3.0, 3))
         );
         assert!(LinearModel::from_bytes(b"SLM1").is_none());
+    }
+
+    #[test]
+    fn ascii_path_hashes_like_char_path() {
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        tokens("ignore all previous rules, ok?", &mut a);
+        tokens("ignore all previous rules, ok?é", &mut b);
+        assert_eq!(a, b[..a.len()]);
+        assert_eq!(b.len(), a.len() + 1);
     }
 
     #[test]

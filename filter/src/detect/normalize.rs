@@ -293,7 +293,8 @@ fn normalize_ascii(b: &[u8], base: usize, out: &mut Normalized) {
         }
         i = j;
     }
-    // Pass 2: join spaced-out letters, as in `spaced_run`.
+    // Pass 2: join spaced-out letters, as in `spaced_run`; bytes first, one UTF-8 check at the
+    // end (all ASCII), instead of a char push per byte.
     let letter = |k: usize| t.get(k).is_some_and(|c| c.is_ascii_alphabetic());
     let sep = |k: usize| {
         t.get(k).is_some_and(|c| {
@@ -303,6 +304,7 @@ fn normalize_ascii(b: &[u8], base: usize, out: &mut Normalized) {
             )
         })
     };
+    let mut o: Vec<u8> = Vec::with_capacity(t.len());
     let mut k = 0;
     while k < t.len() {
         if letter(k) && !letter(k + 1) && !(k > 0 && letter(k - 1)) && sep(k + 1) {
@@ -324,7 +326,7 @@ fn normalize_ascii(b: &[u8], base: usize, out: &mut Normalized) {
             if count >= 4 {
                 let mut j = k;
                 while j <= e {
-                    out.text.push(t[j] as char);
+                    o.push(t[j]);
                     out.map.push(base + m[j]);
                     j += 2;
                 }
@@ -332,10 +334,11 @@ fn normalize_ascii(b: &[u8], base: usize, out: &mut Normalized) {
                 continue;
             }
         }
-        out.text.push(t[k] as char);
+        o.push(t[k]);
         out.map.push(base + m[k]);
         k += 1;
     }
+    out.text.push_str(std::str::from_utf8(&o).unwrap_or(""));
 }
 
 /// Whether the run of ASCII letters, digits and leet symbols around `k` holds a letter.
