@@ -105,6 +105,13 @@ impl Detectors {
         }
     }
 
+    /// Hosts (and their subdomains) that answer images and links may point to without an
+    /// `output_exfiltration` finding.
+    pub fn with_allowed_hosts(mut self, hosts: Vec<String>) -> Self {
+        self.output = self.output.with_allowed_hosts(hosts);
+        self
+    }
+
     /// Scans one text of a request (prompt, system text, tool result, document).
     /// Findings are appended in detector order; value findings (PII, secrets) never overlap
     /// each other, a secret winning over PII found inside it.
