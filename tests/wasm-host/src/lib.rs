@@ -24,7 +24,8 @@
 mod abi;
 mod state;
 
-use std::path::Path;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
 use wasmtime::{Engine, Instance, Linker, Module, Store, WasmParams, WasmResults};
@@ -51,9 +52,9 @@ impl Action {
     }
 }
 
-/// Compiled modules, one per path: compiling takes a quarter second, instantiating microseconds.
+/// Compiled modules, one per path and process.
 fn compiled(engine: &Engine, path: &Path) -> Result<Module> {
-    static CACHE: OnceLock<Mutex<Vec<(std::path::PathBuf, Module)>>> = OnceLock::new();
+    static CACHE: OnceLock<Mutex<Vec<(PathBuf, Module)>>> = OnceLock::new();
     let cache = CACHE.get_or_init(|| Mutex::new(Vec::new()));
     let mut cache = cache
         .lock()
@@ -61,8 +62,44 @@ fn compiled(engine: &Engine, path: &Path) -> Result<Module> {
     if let Some((_, module)) = cache.iter().find(|(p, _)| p == path) {
         return Ok(module.clone());
     }
-    let module = Module::from_file(engine, path)?;
+    let wasm = std::fs::read(path)
+        .map_err(|e| wasmtime::Error::msg(format!("reading {}: {e}", path.display())))?;
+    let module = load_or_compile(engine, &wasm)?;
     cache.push((path.to_path_buf(), module.clone()));
+    Ok(module)
+}
+
+/// Compiled code is also cached on disk, by content hash, in `$CARGO_TARGET_DIR` (else the
+/// temp dir): cranelift built in the debug profile takes about 30 s per module, instead of a
+/// quarter second optimised, and every test binary is its own process.
+fn load_or_compile(engine: &Engine, wasm: &[u8]) -> Result<Module> {
+    let mut hasher = DefaultHasher::new();
+    wasm.hash(&mut hasher);
+    let dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir)
+        .join("sluice-wasm-host-cache");
+    let file = dir.join(format!("{:016x}.cwasm", hasher.finish()));
+    if file.exists() {
+        // SAFETY: the file is one `Module::serialize` wrote below for these exact bytes (the
+        // name is their hash, the write is atomic), and wasmtime refuses one made by another
+        // version or engine configuration; a refusal just recompiles.
+        if let Ok(module) = unsafe { Module::deserialize_file(engine, &file) } {
+            return Ok(module);
+        }
+    }
+    let module = Module::new(engine, wasm)?;
+    // Best effort: a cache that cannot be written only costs time.
+    if let Ok(bytes) = module.serialize() {
+        let tmp = dir.join(format!(
+            "{:016x}.{}.tmp",
+            hasher.finish(),
+            std::process::id()
+        ));
+        if std::fs::create_dir_all(&dir).is_ok() && std::fs::write(&tmp, bytes).is_ok() {
+            let _ = std::fs::rename(&tmp, &file);
+        }
+    }
     Ok(module)
 }
 

@@ -286,7 +286,9 @@ mod tests {
 
     #[test]
     fn buffers_are_replaced_prepended_and_appended_as_in_envoy() {
-        let cases: &[(&[u8], usize, usize, &[u8], Option<&[u8]>)] = &[
+        // (before, start, size, data, after; None when refused)
+        type Case<'a> = (&'a [u8], usize, usize, &'a [u8], Option<&'a [u8]>);
+        let cases: &[Case] = &[
             (b"hello world", 0, 11, b"bye", Some(b"bye")),
             (b"hello world", 0, 100, b"bye", Some(b"bye")),
             (b"hello world", 0, 5, b"HELLO", Some(b"HELLO world")),
