@@ -22,7 +22,10 @@
 //! `Err` carrying the panic message; the VM is unusable afterwards, as it is in Envoy.
 
 mod abi;
+mod calls;
+mod shared;
 mod state;
+mod wasi;
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
