@@ -381,6 +381,45 @@ impl Vm {
         Ok(action)
     }
 
+    /// Passes the stream's local reply through the filter's own response callbacks, as Envoy
+    /// does (a local reply traverses the encoder filters, the sender's too): response headers
+    /// (`:status`, the reply's headers), then the body with end of stream. The reply then holds
+    /// what the filter made of it. Opt-in, so tests can look at the reply before and after.
+    pub fn deliver_local_reply(&mut self, http: u32) -> Result<()> {
+        let Some(reply) = self.stream(http).local_reply.clone() else {
+            return Err(wasmtime::Error::msg(format!(
+                "stream {http} has no local reply"
+            )));
+        };
+        let mut headers = vec![(":status".to_string(), reply.status.to_string())];
+        headers.extend(reply.headers.iter().cloned());
+        let count = headers.len() as i32;
+        let no_body = reply.body.is_empty() as i32;
+        let stream = self.stream_mut(http);
+        stream.response_headers = headers;
+        stream.response_buffer = reply.body;
+        let params = (http as i32, count, no_body);
+        self.call_in::<(i32, i32, i32), i32>(http, "proxy_on_response_headers", params)?;
+        let size = self.stream(http).response_buffer.len() as i32;
+        if no_body == 0 {
+            let params = (http as i32, size, 1);
+            self.call_in::<(i32, i32, i32), i32>(http, "proxy_on_response_body", params)?;
+        }
+        let stream = self.stream_mut(http);
+        let body = std::mem::take(&mut stream.response_buffer);
+        let mut headers = stream.response_headers.clone();
+        let status = headers
+            .iter()
+            .position(|(k, _)| k == ":status")
+            .map(|i| headers.remove(i).1);
+        if let Some(reply) = stream.local_reply.as_mut() {
+            reply.status = status.and_then(|s| s.parse().ok()).unwrap_or(reply.status);
+            reply.headers = headers;
+            reply.body = body;
+        }
+        Ok(())
+    }
+
     fn stream_mut(&mut self, http: u32) -> &mut Stream {
         self.store.data_mut().streams.entry(http).or_default()
     }
