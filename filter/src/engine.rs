@@ -703,6 +703,44 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Any chunking of any stream gives the bytes the whole stream gives, and the client
+        /// assembles the restored text.
+        #[test]
+        fn any_chunking_gives_the_whole_stream_result(
+            parts in proptest::collection::vec("(<EMAIL_1>|<EM|AIL_1>|<|>|é|a b|\\.|\n){1,4}", 1..8),
+            cuts in proptest::collection::vec(1usize..40, 0..12),
+        ) {
+            static ENGINE: std::sync::OnceLock<Engine> = std::sync::OnceLock::new();
+            let e = ENGINE.get_or_init(|| engine(""));
+            let run = |chunks: &[&[u8]]| {
+                let mut ex = e.start("/v1/chat/completions").unwrap();
+                let _ = e.inspect_request(&mut ex, &chat("mail jane@example.com"), "r");
+                let mut out = Vec::new();
+                for c in chunks {
+                    out.extend(e.stream_chunk(&mut ex, c, false, "r"));
+                }
+                out.extend(e.stream_chunk(&mut ex, &[], true, "r"));
+                out
+            };
+            let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+            let stream = openai_stream(&parts);
+            let whole = run(&[&stream]);
+            let mut chunks = Vec::new();
+            let mut rest: &[u8] = &stream;
+            for cut in cuts {
+                let at = cut.min(rest.len());
+                let (a, b) = rest.split_at(at);
+                chunks.push(a);
+                rest = b;
+            }
+            chunks.push(rest);
+            proptest::prop_assert_eq!(run(&chunks), whole.clone());
+            let want = parts.concat().replace("<EMAIL_1>", "jane@example.com");
+            proptest::prop_assert_eq!(assembled(&whole), want);
+        }
+    }
+
     #[test]
     fn a_stream_without_placeholders_passes_byte_for_byte() {
         let e = engine("");

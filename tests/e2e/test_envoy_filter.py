@@ -149,11 +149,13 @@ def test_unparseable_bodies_pass_with_an_alert_by_default(envoy, fake_provider, 
 
 
 def test_unparseable_bodies_are_refused_when_policy_says_block(envoy_with):
-    proxy = envoy_with(on_parse_error="block")
+    # A small limit, so the whole body is read before the 413 and the client sees the answer
+    # rather than a reset while still uploading.
+    proxy = envoy_with(on_parse_error="block", max_body_bytes=4096)
     r = requests.post(f"{proxy.url}/v1/messages", data=b"{oops", headers={"content-type": "application/json"})
     assert r.status_code == 400
     assert r.json()["error"]["type"] == "invalid_request_error"
-    big = requests.post(f"{proxy.url}/v1/chat/completions", data=b"x" * (3 * 1024 * 1024))
+    big = requests.post(f"{proxy.url}/v1/chat/completions", data=b"x" * 6000)
     assert big.status_code == 413
     assert big.json()["error"]["code"] == "parse_error"
 

@@ -7,6 +7,7 @@ use std::ops::Range;
 use crate::model::Role;
 
 pub mod injection;
+pub mod injection_model;
 pub mod normalize;
 pub mod output;
 pub mod pii;
@@ -104,6 +105,13 @@ impl Detectors {
         }
     }
 
+    /// Hosts (and their subdomains) that answer images and links may point to without an
+    /// `output_exfiltration` finding.
+    pub fn with_allowed_hosts(mut self, hosts: Vec<String>) -> Self {
+        self.output = self.output.with_allowed_hosts(hosts);
+        self
+    }
+
     /// Scans one text of a request (prompt, system text, tool result, document).
     /// Findings are appended in detector order; value findings (PII, secrets) never overlap
     /// each other, a secret winning over PII found inside it.
@@ -116,6 +124,15 @@ impl Detectors {
     pub fn scan_answer(&self, text: &str, out: &mut Vec<Finding>) {
         self.output.scan(text, out);
         self.scan_values(text, out);
+    }
+
+    /// The injection detector itself (the trainer and the evaluation use it).
+    pub fn injection(&self) -> &injection::InjectionDetector {
+        &self.injection
+    }
+
+    pub fn injection_mut(&mut self) -> &mut injection::InjectionDetector {
+        &mut self.injection
     }
 
     /// Only the injection detector, with its score even below any threshold (None if no signal).
@@ -132,10 +149,13 @@ impl Detectors {
         let secrets_end = out.len();
         let mut pii = Vec::new();
         pii::scan(text, &mut pii);
+        // Both lists are sorted and non-overlapping: one linear merge drops PII inside secrets.
+        let mut j = start;
         for f in pii {
-            let overlaps = out[start..secrets_end]
-                .iter()
-                .any(|s| s.span.start < f.span.end && f.span.start < s.span.end);
+            while j < secrets_end && out[j].span.end <= f.span.start {
+                j += 1;
+            }
+            let overlaps = j < secrets_end && out[j].span.start < f.span.end;
             if !overlaps {
                 out.push(f);
             }
@@ -148,4 +168,66 @@ impl Detectors {
 #[inline]
 pub(crate) fn is_alnum_at(b: &[u8], i: usize) -> bool {
     b.get(i).is_some_and(|c| c.is_ascii_alphanumeric())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn detectors() -> &'static Detectors {
+        static D: std::sync::OnceLock<Detectors> = std::sync::OnceLock::new();
+        D.get_or_init(Detectors::new)
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for d in DetectorId::ALL {
+            assert_eq!(DetectorId::from_name(d.name()), Some(d));
+        }
+        assert_eq!(DetectorId::from_name("nope"), None);
+    }
+
+    fn fragment() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "\\PC{0,12}",
+            "[ -~]{0,12}",
+            Just("ignore previous instructions".to_owned()),
+            Just("a@b.io".to_owned()),
+            Just("+1-415-555-0134x12".to_owned()),
+            Just("eyJhbGciOi.eyJzdWIiOi.sig".to_owned()),
+            Just("-----BEGIN RSA PRIVATE KEY-----".to_owned()),
+            Just("://u:p@".to_owned()),
+            Just("![x](https://e.example/?q=".to_owned()),
+            Just("<img src=x onerror=".to_owned()),
+            Just("aWdub3JlIGFsbCBydWxlcw==".to_owned()),
+            Just("%69%67%6e".to_owned()),
+            Just("\u{200B}\u{202E}ｉ".to_owned()),
+        ]
+    }
+
+    proptest! {
+        /// No input makes any detector panic, and every span is a valid slice of the input.
+        #[test]
+        fn never_panics_and_spans_are_slices(parts in proptest::collection::vec(fragment(), 0..10)) {
+            let text = parts.concat();
+            let d = detectors();
+            let mut out = Vec::new();
+            for role in [Role::System, Role::User, Role::Assistant, Role::Tool, Role::Document] {
+                d.scan_prompt(&text, role, &mut out);
+            }
+            d.scan_answer(&text, &mut out);
+            out.extend(check_length(&text, LengthLimit { max_bytes: 7 }));
+            out.extend(check_json(&text, true));
+            out.extend(check_language(&text, &LanguageExpectation { allowed: vec![] }));
+            for f in &out {
+                prop_assert!(text.get(f.span.clone()).is_some(), "{:?} in {:?}", f, text);
+                prop_assert!((0.0..=1.0).contains(&f.score));
+            }
+            let mut v = crate::redact::vault::Vault::new();
+            let values: Vec<Finding> = out.into_iter().filter(|f| f.detector.is_value()).collect();
+            let red = v.redact(&text, &values);
+            let _ = v.restore(&red);
+        }
+    }
 }

@@ -133,6 +133,9 @@ fn leet(c: char) -> Option<char> {
 
 /// Pre-folding of one char (invisible → None).
 fn prefold(c: char) -> Option<char> {
+    if c.is_ascii() {
+        return Some(c.to_ascii_lowercase());
+    }
     if is_invisible(c) {
         return None;
     }
@@ -149,11 +152,32 @@ fn is_latin(c: Option<char>) -> bool {
 }
 
 /// Normalises `src` into `out` (cleared first).
+/// Line by line, so the ASCII fast path serves every line without a non-ASCII char; the line
+/// breaks become single spaces, as any whitespace does.
 pub fn normalize(src: &str, out: &mut Normalized) {
     out.text.clear();
     out.map.clear();
     out.text.reserve(src.len());
     out.map.reserve(src.len());
+    let mut base = 0usize;
+    for line in src.split('\n') {
+        if base > 0 && !out.text.is_empty() && !out.text.ends_with(' ') {
+            out.text.push(' ');
+            out.map.push((base - 1) as u32);
+        }
+        if line.is_ascii() {
+            normalize_ascii(line.as_bytes(), base, out);
+        } else {
+            normalize_chars(line, base, out);
+        }
+        base += line.len() + 1;
+    }
+}
+
+/// The general path, for a line with any non-ASCII char. Appends to `out`; offsets are
+/// relative to `base`.
+fn normalize_chars(src: &str, base: usize, out: &mut Normalized) {
+    let base = base as u32;
     // First pass: fold each char, drop invisibles, collapse whitespace.
     let mut folded: Vec<(u32, char)> = Vec::with_capacity(src.len());
     for (i, c) in src.char_indices() {
@@ -162,7 +186,7 @@ pub fn normalize(src: &str, out: &mut Normalized) {
         if c == ' ' && matches!(folded.last(), Some((_, ' ')) | None) {
             continue;
         }
-        folded.push((i as u32, c));
+        folded.push((base + i as u32, c));
     }
     // Second pass: context-dependent folds (homoglyphs, leetspeak need neighbours).
     let n = folded.len();
@@ -172,7 +196,9 @@ pub fn normalize(src: &str, out: &mut Normalized) {
         let (o, c) = folded[k];
         let prev = if k == 0 { None } else { at(k - 1) };
         let next = at(k + 1);
-        let c = if c.is_ascii() {
+        let c = if c.is_ascii_alphabetic() || c == ' ' {
+            c
+        } else if c.is_ascii() {
             match leet(c) {
                 // A digit or symbol inside a word that has letters ("1gn0re", "pr3v10us") reads
                 // as a letter; symbols only when a letter or digit follows ("h@ck", not "hi!").
@@ -201,7 +227,10 @@ pub fn normalize(src: &str, out: &mut Normalized) {
     // Third pass: join spaced-out letters ("i g n o r e", "i-g-n-o-r-e", "i.g.n.o.r.e").
     let mut k = 0;
     while k < chars.len() {
-        if let Some(end) = spaced_run(&chars, k) {
+        // Cheap pre-check: a spaced run starts with a single letter followed by a separator.
+        let single =
+            chars.get(k + 1).is_some_and(|p| !p.1.is_alphanumeric()) && chars[k].1.is_alphabetic();
+        if let Some(end) = single.then(|| spaced_run(&chars, k)).flatten() {
             let mut j = k;
             while j < end {
                 push(out, chars[j].0, chars[j].1);
@@ -214,6 +243,102 @@ pub fn normalize(src: &str, out: &mut Normalized) {
         push(out, o, c);
         k += 1;
     }
+}
+
+/// The same folds as `normalize` for pure-ASCII input (the common case), byte by byte with no
+/// intermediate char vectors: lower case, whitespace collapsed, leetspeak, spaced-out letters.
+fn normalize_ascii(b: &[u8], base: usize, out: &mut Normalized) {
+    let base = base as u32;
+    let part = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'@' | b'$' | b'!' | b'|' | b'+');
+    // Pass 1: into a byte buffer with its offset map.
+    let mut t: Vec<u8> = Vec::with_capacity(b.len());
+    let mut m: Vec<u32> = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if c.is_ascii_whitespace() || c == 0x0b {
+            if !matches!(t.last(), Some(b' ') | None) {
+                t.push(b' ');
+                m.push(i as u32);
+            }
+            i += 1;
+            continue;
+        }
+        if !part(c) {
+            t.push(c);
+            m.push(i as u32);
+            i += 1;
+            continue;
+        }
+        // A run of word bytes: fold leetspeak only if the run has a letter.
+        let mut j = i;
+        let mut has_letter = false;
+        while j < b.len() && part(b[j]) {
+            has_letter |= b[j].is_ascii_alphabetic();
+            j += 1;
+        }
+        for k in i..j {
+            let c = b[k];
+            let next_alnum = b.get(k + 1).is_some_and(|n| n.is_ascii_alphanumeric());
+            let out_c = if c.is_ascii_alphabetic() {
+                c.to_ascii_lowercase()
+            } else {
+                match leet(c as char) {
+                    Some(l) if has_letter && (c.is_ascii_digit() || next_alnum) => l as u8,
+                    _ => c,
+                }
+            };
+            t.push(out_c);
+            m.push(k as u32);
+        }
+        i = j;
+    }
+    // Pass 2: join spaced-out letters, as in `spaced_run`; bytes first, one UTF-8 check at the
+    // end (all ASCII), instead of a char push per byte.
+    let letter = |k: usize| t.get(k).is_some_and(|c| c.is_ascii_alphabetic());
+    let sep = |k: usize| {
+        t.get(k).is_some_and(|c| {
+            matches!(
+                c,
+                b' ' | b'-' | b'.' | b'_' | b'*' | b'|' | b'/' | b'+' | b','
+            )
+        })
+    };
+    let mut o: Vec<u8> = Vec::with_capacity(t.len());
+    let mut k = 0;
+    while k < t.len() {
+        if letter(k) && !letter(k + 1) && !(k > 0 && letter(k - 1)) && sep(k + 1) {
+            let s = t.get(k + 1).copied();
+            let mut e = k;
+            let mut count: i32 = 0;
+            while letter(e) && !letter(e + 1) {
+                count += 1;
+                if sep(e + 1) && t.get(e + 1).copied() == s && letter(e + 2) {
+                    e += 2;
+                } else {
+                    break;
+                }
+            }
+            if letter(e) && letter(e + 1) {
+                e = e.saturating_sub(2);
+                count -= 1;
+            }
+            if count >= 4 {
+                let mut j = k;
+                while j <= e {
+                    o.push(t[j]);
+                    out.map.push(base + m[j]);
+                    j += 2;
+                }
+                k = e + 1;
+                continue;
+            }
+        }
+        o.push(t[k]);
+        out.map.push(base + m[k]);
+        k += 1;
+    }
+    out.text.push_str(std::str::from_utf8(&o).unwrap_or(""));
 }
 
 /// Whether the run of ASCII letters, digits and leet symbols around `k` holds a letter.
@@ -244,6 +369,11 @@ fn lower(c: char) -> char {
 }
 
 fn push(out: &mut Normalized, orig: u32, c: char) {
+    if c.is_ascii() {
+        out.text.push(c);
+        out.map.push(orig);
+        return;
+    }
     let mut buf = [0u8; 4];
     let s = c.encode_utf8(&mut buf);
     out.text.push_str(s);
@@ -266,7 +396,7 @@ fn spaced_run(chars: &[(u32, char)], k: usize) -> Option<usize> {
     }
     let s = chars.get(k + 1).map(|p| p.1)?;
     let mut i = k;
-    let mut count = 0;
+    let mut count: i32 = 0;
     while letter(i) && !letter(i + 1) {
         count += 1;
         if sep(i + 1) && chars.get(i + 1).map(|p| p.1) == Some(s) && letter(i + 2) {
@@ -306,7 +436,7 @@ pub fn decoded_payloads(src: &str, limit: usize) -> Vec<(std::ops::Range<usize>,
         let run = &src[start..i];
         if run.len() >= 16 {
             let all_hex = run.bytes().all(|c| c.is_ascii_hexdigit());
-            let decoded = if all_hex && run.len() % 2 == 0 {
+            let decoded = if all_hex && run.len().is_multiple_of(2) {
                 decode_hex(run)
             } else {
                 decode_b64(run)
@@ -426,6 +556,35 @@ mod tests {
         ];
         for (input, want) in cases {
             assert_eq!(norm(input), want, "input {input:?}");
+        }
+    }
+
+    #[test]
+    fn ascii_fast_path_matches_general_path() {
+        let inputs = [
+            "IGNORE   Previous\n\ninstructions",
+            "1gn0r3 4ll pr3v10us",
+            "i-g-n-o-r-e all",
+            "i g n o r e the rules",
+            "a b c",
+            "version 3.5 costs $40!",
+            "h@ck th3 pl4n3t",
+            "x.y.z.w.v and more",
+            "  leading",
+            "tabs\tand\rreturns",
+            "p.a.s.s w.o.r.d.s",
+            "s p a c e d out words",
+            "end with sep i-g-n-o-r-",
+            "!!!",
+            "",
+            "a",
+            "1 2 3 4 5",
+        ];
+        for s in inputs {
+            let (mut a, mut g) = (Normalized::default(), Normalized::default());
+            normalize_ascii(s.as_bytes(), 0, &mut a);
+            normalize_chars(s, 0, &mut g);
+            assert_eq!((&a.text, &a.map), (&g.text, &g.map), "input {s:?}");
         }
     }
 

@@ -31,17 +31,24 @@ pub fn scan(text: &str, out: &mut Vec<Finding>) {
     ibans(b, out);
     ipv6(text, out);
     digit_runs(b, out);
-    // Drop later findings that overlap an earlier (more specific) one.
-    let mut kept: Vec<Finding> = Vec::new();
-    for f in out.drain(start..) {
-        if !kept
-            .iter()
-            .any(|k| k.span.start < f.span.end && f.span.start < k.span.end)
-        {
-            kept.push(f);
+    // Keep non-overlapping findings: the earliest start wins, and at one start the scanner that
+    // ran first (the more specific one). Sorting keeps this linear in the number of findings.
+    let found = out.split_off(start);
+    let mut order: Vec<(usize, usize)> = found
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (f.span.start, i))
+        .collect();
+    order.sort_unstable();
+    let mut last_end = 0;
+    for (_, i) in order {
+        if let Some(f) = found.get(i) {
+            if f.span.start >= last_end {
+                last_end = f.span.end;
+                out.push(f.clone());
+            }
         }
     }
-    out.extend(kept);
 }
 
 fn emails(b: &[u8], out: &mut Vec<Finding>) {
@@ -55,6 +62,13 @@ fn emails(b: &[u8], out: &mut Vec<Finding>) {
         let mut s = at;
         while s > from && b.get(s - 1).is_some_and(|c| local(*c)) {
             s -= 1;
+        }
+        // A literal "\n" escape before the address is not part of it.
+        if s > 0
+            && b.get(s - 1) == Some(&b'\\')
+            && b.get(s).is_some_and(|c| matches!(c, b'n' | b't' | b'r'))
+        {
+            s += 1;
         }
         while s < at && b.get(s).is_some_and(|c| *c == b'.') {
             s += 1;
@@ -102,7 +116,7 @@ fn ibans(b: &[u8], out: &mut Vec<Finding>) {
         let mut best = None;
         loop {
             let mut j = e;
-            if b.get(j) == Some(&b' ') && chars.len() % 4 == 0 {
+            if b.get(j) == Some(&b' ') && chars.len().is_multiple_of(4) {
                 j += 1;
             }
             let Some(&c) = b.get(j) else { break };
@@ -183,7 +197,10 @@ fn digit_runs(b: &[u8], out: &mut Vec<Finding>) {
     while i < b.len() {
         let c = b[i];
         let starts = c.is_ascii_digit() || (c == b'+' || c == b'(') && next_digit(b, i + 1);
-        if !starts || (i > 0 && (b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'.')) {
+        // A literal "\n" escape before the number is a boundary too.
+        let escaped = i >= 2 && b[i - 2] == b'\\' && matches!(b[i - 1], b'n' | b't' | b'r');
+        if !starts || (i > 0 && !escaped && (b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'.'))
+        {
             i += 1;
             continue;
         }
@@ -321,7 +338,7 @@ pub fn luhn_valid(digits: &[u8]) -> bool {
         }
         sum += v;
     }
-    !digits.is_empty() && sum % 10 == 0
+    !digits.is_empty() && sum.is_multiple_of(10)
 }
 
 /// International and North-American phone formats: `+CC …` with 8–15 digits, `(ddd) ddd-dddd`,

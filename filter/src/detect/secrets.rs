@@ -4,7 +4,7 @@
 //! aho-corasick; each candidate is then read by hand and checked for length, charset,
 //! entropy and placeholder look (`xxxx`, `<token>`, `${VAR}`).
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 
 use super::{is_alnum_at, DetectorId, Finding};
 
@@ -177,6 +177,12 @@ const SHAPES: &[Shape] = &[
     shape("scalingo_", Alnum, 40, 40, "SCALINGO_TOKEN"),
     shape("tk_", Alnum, 40, 40, "SCALINGO_TOKEN"),
     shape("ctfp_", Alnum, 30, 60, "CONTENTFUL_TOKEN"),
+    shape("ntn_", Alnum, 46, 46, "NOTION_TOKEN"),
+    shape("secret_", Alnum, 43, 43, "NOTION_TOKEN"),
+    shape("HRKU-", Url, 60, 60, "HEROKU_KEY"),
+    shape("s-s4t2ud-", Alnum, 64, 64, "INTRA42_SECRET"),
+    shape("s-s4t2af-", Alnum, 64, 64, "INTRA42_SECRET"),
+    shape("p8e-", Alnum, 32, 32, "ADOBE_SECRET"),
 ];
 
 /// Key words after which an assigned high-entropy value is a secret.
@@ -238,11 +244,13 @@ impl SecretDetector {
     pub fn new() -> Self {
         let prefixes = AhoCorasick::builder()
             .match_kind(MatchKind::LeftmostLongest)
+            .kind(Some(AhoCorasickKind::DFA))
             .build(SHAPES.iter().map(|s| s.prefix))
             .ok();
         let keywords = AhoCorasickBuilder::new()
             .ascii_case_insensitive(true)
             .match_kind(MatchKind::LeftmostLongest)
+            .kind(Some(AhoCorasickKind::DFA))
             .build(KEYWORDS)
             .ok();
         SecretDetector { prefixes, keywords }
@@ -253,8 +261,8 @@ impl SecretDetector {
         let b = text.as_bytes();
         let mut found: Vec<Finding> = Vec::new();
         pem_keys(text, &mut found);
-        jwts(b, &mut found);
-        connection_strings(b, &mut found);
+        jwts(text, &mut found);
+        connection_strings(text, &mut found);
         if let Some(ac) = &self.prefixes {
             for m in ac.find_iter(text) {
                 let Some(s) = SHAPES.get(m.pattern().as_usize()) else {
@@ -279,6 +287,7 @@ impl SecretDetector {
             }
         }
         self.assigned(text, &mut found);
+        curl_user(text, &mut found);
         found.sort_by_key(|f| (f.span.start, std::cmp::Reverse(f.span.end)));
         let mut last_end = 0;
         for f in found {
@@ -294,6 +303,26 @@ impl SecretDetector {
         let Some(ac) = &self.keywords else { return };
         let b = text.as_bytes();
         for m in ac.find_iter(text) {
+            // A key word starts a word or a camelCase part: "apiKey", "mailgun_token", not
+            // "monkey" or "video".
+            let first = b.get(m.start()).copied().unwrap_or(b' ');
+            let prev = m.start().checked_sub(1).and_then(|i| b.get(i)).copied();
+            let starts_word = match prev {
+                None => true,
+                Some(c) if c.is_ascii_lowercase() || c.is_ascii_digit() => {
+                    first.is_ascii_uppercase()
+                }
+                Some(c) if c.is_ascii_uppercase() => false,
+                Some(_) => true,
+            };
+            if !starts_word {
+                continue;
+            }
+            let strong_key = b.get(m.start()..m.end()).is_some_and(|k| {
+                [&b"password"[..], b"passwd", b"pwd", b"secret", b"pass"]
+                    .iter()
+                    .any(|w| k.eq_ignore_ascii_case(w))
+            });
             let mut p = m.end();
             // Rest of the identifier: `_TOKEN4`, `Token`, `_key_id`.
             while p < b.len()
@@ -365,7 +394,12 @@ impl SecretDetector {
             let Some(value) = text.get(start..end) else {
                 continue;
             };
-            if looks_secret(value) {
+            // A value cut short ("ops_eyJz..", "abc…[redacted]") is an example, not a secret.
+            let truncated = text
+                .get(end..)
+                .is_some_and(|t| t.starts_with("..") || t.starts_with('…'));
+            let min_len = if strong_key { 8 } else { 12 };
+            if value.len() >= min_len && !truncated && looks_secret(value) {
                 out.push(finding("GENERIC_SECRET", start, end, 0.7));
             }
         }
@@ -380,7 +414,8 @@ fn looks_secret(v: &str) -> bool {
     }
     let digits = v.bytes().filter(u8::is_ascii_digit).count();
     let letters = v.bytes().filter(u8::is_ascii_alphabetic).count();
-    if letters == 0 && n < 20 || digits == 0 && n < 20 {
+    // Digit-only ids and keys count from 16 digits; letter-only words need 20 chars.
+    if letters == 0 && n < 16 || digits == 0 && n < 20 || v.contains("..") {
         return false;
     }
     // Words, paths and identifiers: mostly letters with separators but no digits.
@@ -405,8 +440,7 @@ fn is_placeholder(v: &str) -> bool {
     x_or_star * 2 > b.len()
         || [
             "example",
-            "your_",
-            "your-",
+            "your",
             "<",
             "{{",
             "${",
@@ -417,10 +451,23 @@ fn is_placeholder(v: &str) -> bool {
             "sample",
             "fake",
             "xxxx",
+            "****",
+            "####",
+            "abcdefgh",
+            "qwerty",
+            "here",
+            "random",
+            "string",
+            "insert",
+            "replace",
+            "todo",
+            "password",
+            "username",
+            "[",
         ]
         .iter()
         .any(|p| lower.contains(p))
-        || b.windows(4).any(|w| w.iter().all(|c| *c == w[0]))
+        || b.windows(5).any(|w| w.iter().all(|c| *c == w[0]))
 }
 
 /// Shannon entropy in bits per byte.
@@ -484,11 +531,18 @@ fn pem_keys(text: &str, out: &mut Vec<Finding>) {
     }
 }
 
-fn jwts(b: &[u8], out: &mut Vec<Finding>) {
+/// Byte offset of the next `needle` at or after `from` (std's substring search is vectorised).
+fn next_at(text: &str, from: usize, needle: &str) -> Option<usize> {
+    text.get(from..)?.find(needle).map(|r| from + r)
+}
+
+fn jwts(text: &str, out: &mut Vec<Finding>) {
+    let b = text.as_bytes();
     let url = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b'-';
     let mut i = 0;
-    while i + 3 < b.len() {
-        if &b[i..i + 3] != b"eyJ" || (i > 0 && url(b[i - 1])) {
+    while let Some(at) = next_at(text, i, "eyJ") {
+        i = at;
+        if i > 0 && url(b[i - 1]) {
             i += 1;
             continue;
         }
@@ -516,14 +570,56 @@ fn jwts(b: &[u8], out: &mut Vec<Finding>) {
     }
 }
 
-/// `scheme://user:password@host` with a real-looking password.
-fn connection_strings(b: &[u8], out: &mut Vec<Finding>) {
+/// `curl -u user:password` / `--user 'user:password'` with a real-looking password.
+fn curl_user(text: &str, out: &mut Vec<Finding>) {
+    let b = text.as_bytes();
+    if !text.contains("-u") {
+        return;
+    }
     let mut i = 0;
-    while i + 3 < b.len() {
-        if &b[i..i + 3] != b"://" {
+    while let Some(at) = next_at(text, i, "-") {
+        i = at;
+        let flag_len = if b[i..].starts_with(b"--user ") {
+            7
+        } else if b[i..].starts_with(b"-u ") && (i == 0 || b[i - 1] == b' ') {
+            3
+        } else {
             i += 1;
             continue;
+        };
+        let mut p = i + flag_len;
+        while b.get(p) == Some(&b' ') {
+            p += 1;
         }
+        let start = p;
+        while p < b.len() && !matches!(b[p], b' ' | b'\n' | b'\t') {
+            p += 1;
+        }
+        let raw = std::str::from_utf8(&b[start..p]).unwrap_or("");
+        let cred: String = raw
+            .chars()
+            .filter(|c| !matches!(c, '"' | '\'' | '{' | '}'))
+            .collect();
+        if let Some((_, pw)) = cred.split_once(':') {
+            let user = cred.split(':').next().unwrap_or("");
+            let secret_part = if pw.is_empty() { user } else { pw };
+            if secret_part.len() >= 6
+                && !is_placeholder(secret_part)
+                && !secret_part.starts_with('$')
+            {
+                out.push(finding("CURL_CREDENTIALS", start, p, 0.85));
+            }
+        }
+        i = p.max(i + 1);
+    }
+}
+
+/// `scheme://user:password@host` with a real-looking password.
+fn connection_strings(text: &str, out: &mut Vec<Finding>) {
+    let b = text.as_bytes();
+    let mut i = 0;
+    while let Some(at) = next_at(text, i, "://") {
+        i = at;
         let mut s = i;
         while s > 0 && (b[s - 1].is_ascii_alphanumeric() || matches!(b[s - 1], b'+' | b'-' | b'.'))
         {
@@ -577,7 +673,8 @@ mod tests {
     use super::*;
 
     fn kinds(text: &str) -> Vec<(&'static str, String)> {
-        let d = SecretDetector::new();
+        static D: std::sync::OnceLock<SecretDetector> = std::sync::OnceLock::new();
+        let d = D.get_or_init(SecretDetector::new);
         let mut v = Vec::new();
         d.scan(text, &mut v);
         v.iter()
@@ -589,7 +686,7 @@ mod tests {
     fn table() {
         let ant = format!("sk-ant-api03-{}AA", "aB3dE6gH9jK2mN5pQ8sT1vW4yZ7bC0eF3hJ6kM9nP2rS5uV8xY1zA4cD7fG0iL3oR6tU9wX2aZ5bY8cX1dW4eV7fU0gT3hS6iR9jQ2kP".get(..93).unwrap_or(""));
         let cases: Vec<(String, Vec<&str>)> = vec![
-            ("key: sk-proj-Ab3xY9kLm2Qr7Tz1Wc5Nv8Hj4Gf6Dp0SaBcDeFgHiJkLmNoPq".into(), vec!["OPENAI_API_KEY"]),
+            ("key: sk-proj-Ab3xY9kLm2Qr7Tz1Wc5Nv8Hj4Gf6Dp0SaBq7WmZ2RtL9xKvN4pEj".into(), vec!["OPENAI_API_KEY"]),
             (ant, vec!["ANTHROPIC_API_KEY"]),
             ("AKIAIOSFODNN7EXAMPLE".into(), vec![]),
             ("id AKIAZ3MNQ4XK5PLRTW7Y here".into(), vec!["AWS_ACCESS_KEY_ID"]),
@@ -597,7 +694,7 @@ mod tests {
             ("ghp_8aK2mZq9LwX4rT7yB1nC5vD3fG6hJ0pQsE2u".into(), vec!["GITHUB_TOKEN"]),
             ("ghr_xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx".into(), vec![]),
             ("glpat-Zx8Kq2Lm9Nw4Rt7Yb1Vc".into(), vec!["GITLAB_TOKEN"]),
-            ("xoxb-1234567890-0987654321-AbCdEfGhIjKlMnOpQrStUvWx".into(), vec!["SLACK_TOKEN"]),
+            ("xoxb-1234567890-0987654321-Qm7Lk2Rt9Vx4Nb8Wp3Zc6Hj1".into(), vec!["SLACK_TOKEN"]),
             ("sk_live_4eC39HqLyjWDarjtT1zdp7dc".into(), vec!["STRIPE_KEY"]),
             ("AIzaSyD3kP9xQ2mLw8Rt5Yb7Nc1Vf4Hj6Gs0Ua_".into(), vec!["GOOGLE_API_KEY"]),
             ("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U".into(), vec!["JWT"]),

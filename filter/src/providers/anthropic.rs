@@ -32,6 +32,9 @@ struct Message<'a> {
 
 pub fn parse_request(body: &str) -> Result<ParsedRequest, ParseError> {
     let req: Request = serde_json::from_str(body)?;
+    if req.messages.is_empty() {
+        return Err(ParseError::UnknownShape("Anthropic Messages"));
+    }
     let mut texts = Vec::new();
     if let Some(system) = req.system {
         collect_content(body, system, Role::System, &mut texts)?;

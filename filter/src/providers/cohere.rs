@@ -33,6 +33,9 @@ struct Message<'a> {
 
 pub fn parse_request(body: &str) -> Result<ParsedRequest, ParseError> {
     let req: Request = serde_json::from_str(body)?;
+    if req.messages.is_empty() {
+        return Err(ParseError::UnknownShape("Cohere Chat"));
+    }
     let mut texts = Vec::new();
     for msg in &req.messages {
         let role = Role::from_name(msg.role.as_deref().unwrap_or("user"));

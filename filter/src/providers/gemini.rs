@@ -51,6 +51,9 @@ struct Content<'a> {
 
 pub fn parse_request(body: &str) -> Result<ParsedRequest, ParseError> {
     let req: Request = serde_json::from_str(body)?;
+    if req.contents.is_empty() {
+        return Err(ParseError::UnknownShape("Gemini generateContent"));
+    }
     let mut texts = Vec::new();
     if let Some(parts) = req.system_instruction.and_then(|c| c.parts) {
         collect_content(body, parts, Role::System, &mut texts)?;
@@ -84,9 +87,23 @@ struct Candidate<'a> {
     finish_reason: Option<String>,
 }
 
-/// Texts of an answer, or of one streamed chunk (which has the same shape).
+/// Texts of an answer, or of one streamed chunk (which has the same shape). A
+/// `streamGenerateContent` answer without `alt=sse` is a JSON array of such chunks.
 pub fn parse_answer(body: &str) -> Result<Vec<TextSlot>, ParseError> {
-    let answer: Answer = serde_json::from_str(body)?;
+    if body.trim_start().starts_with('[') {
+        let chunks: Vec<&RawValue> = serde_json::from_str(body)?;
+        let mut texts = Vec::new();
+        for chunk in chunks {
+            texts.extend(parse_chunk(body, chunk.get())?);
+        }
+        return Ok(texts);
+    }
+    parse_chunk(body, body)
+}
+
+/// Texts of one answer object `chunk`, which is `body` or borrowed from it.
+fn parse_chunk(body: &str, chunk: &str) -> Result<Vec<TextSlot>, ParseError> {
+    let answer: Answer = serde_json::from_str(chunk)?;
     let mut texts = Vec::new();
     for candidate in &answer.candidates {
         if let Some(parts) = candidate.content.as_ref().and_then(|c| c.parts) {
@@ -141,5 +158,12 @@ mod tests {
         );
         let answer = r#"{"candidates":[{"content":{"role":"model","parts":[{"text":"yo"}]}}]}"#;
         assert_eq!(parse_answer(answer).unwrap()[0].text, "yo");
+        let streamed = format!("[{answer},\r\n{}]", answer.replace("yo", "ho"));
+        let texts = parse_answer(&streamed).unwrap();
+        assert_eq!(
+            (texts[0].text.as_str(), texts[1].text.as_str()),
+            ("yo", "ho")
+        );
+        assert_eq!(&streamed[texts[1].literal.clone()], "\"ho\"");
     }
 }

@@ -105,6 +105,8 @@ pub enum ParseError {
     TooLarge { limit: usize },
     #[error("body is compressed ({0}) and cannot be inspected")]
     Compressed(String),
+    #[error("body is JSON but not a {0} request")]
+    UnknownShape(&'static str),
 }
 
 /// The texts of a request body and what else the pipeline needs from it.
@@ -224,76 +226,83 @@ mod tests {
 
     #[test]
     fn token_caps_are_lowered_or_added() {
-        let cases = [
+        const M: &str = r#""messages":[{"role":"user","content":"x"}]"#;
+        let openai = [
             (
                 Api::ChatCompletions,
-                r#"{"model":"m","max_tokens":9000,"messages":[]}"#,
-                Some(r#"{"model":"m","max_tokens":100,"messages":[]}"#),
+                format!(r#"{{"model":"m","max_tokens":9000,{M}}}"#),
+                Some(format!(r#"{{"model":"m","max_tokens":100,{M}}}"#)),
             ),
             (
                 Api::ChatCompletions,
-                r#"{"model":"m","max_tokens":50}"#,
+                format!(r#"{{"model":"m","max_tokens":50,{M}}}"#),
                 None,
             ),
             (
                 Api::ChatCompletions,
-                r#" {"model":"m"}"#,
-                Some(r#" {"max_tokens":100,"model":"m"}"#),
-            ),
-            (
-                Api::ChatCompletions,
-                r#"{ }"#,
-                Some(r#"{"max_tokens":100 }"#),
+                format!(r#" {{{M}}}"#),
+                Some(format!(r#" {{"max_tokens":100,{M}}}"#)),
             ),
             (
                 Api::Responses,
-                r#"{"input":"x"}"#,
-                Some(r#"{"max_output_tokens":100,"input":"x"}"#),
+                r#"{"input":"x"}"#.to_string(),
+                Some(r#"{"max_output_tokens":100,"input":"x"}"#.to_string()),
             ),
             (
                 Api::ChatCompletions,
-                r#"{"max_completion_tokens":101}"#,
-                Some(r#"{"max_completion_tokens":100}"#),
+                format!(r#"{{"max_completion_tokens":101,{M}}}"#),
+                Some(format!(r#"{{"max_completion_tokens":100,{M}}}"#)),
             ),
         ];
-        for (api, body, want) in cases {
+        for (api, body, want) in openai {
             let endpoint = Endpoint {
                 provider: Provider::OpenAi,
                 api,
             };
-            let cap = parse_request(endpoint, body).unwrap().max_tokens;
-            assert_eq!(cap.apply(body, 100).as_deref(), want, "{body}");
+            let cap = parse_request(endpoint, &body).unwrap().max_tokens;
+            assert_eq!(cap.apply(&body, 100), want, "{body}");
         }
+        // `{}` gets no trailing comma.
+        let empty = TokenCap {
+            stated: None,
+            insert: Some((1, "\"max_tokens\":", ",")),
+        };
+        assert_eq!(
+            empty.apply("{ }", 100).as_deref(),
+            Some(r#"{"max_tokens":100 }"#)
+        );
+
         let gemini = Endpoint {
             provider: Provider::Gemini,
             api: Api::GenerateContent,
         };
+        const C: &str = r#""contents":[{"parts":[{"text":"x"}]}]"#;
         for (body, want) in [
             (
-                r#"{"contents":[]}"#,
-                r#"{"generationConfig":{"maxOutputTokens":100},"contents":[]}"#,
+                format!("{{{C}}}"),
+                format!(r#"{{"generationConfig":{{"maxOutputTokens":100}},{C}}}"#),
             ),
             (
-                r#"{"generationConfig":{"temperature":1}}"#,
-                r#"{"generationConfig":{"maxOutputTokens":100,"temperature":1}}"#,
+                format!(r#"{{"generationConfig":{{"temperature":1}},{C}}}"#),
+                format!(r#"{{"generationConfig":{{"maxOutputTokens":100,"temperature":1}},{C}}}"#),
             ),
             (
-                r#"{"generationConfig":{"maxOutputTokens":4096}}"#,
-                r#"{"generationConfig":{"maxOutputTokens":100}}"#,
+                format!(r#"{{"generationConfig":{{"maxOutputTokens":4096}},{C}}}"#),
+                format!(r#"{{"generationConfig":{{"maxOutputTokens":100}},{C}}}"#),
             ),
         ] {
-            let cap = parse_request(gemini, body).unwrap().max_tokens;
-            assert_eq!(cap.apply(body, 100).as_deref(), Some(want), "{body}");
+            let cap = parse_request(gemini, &body).unwrap().max_tokens;
+            assert_eq!(cap.apply(&body, 100), Some(want), "{body}");
         }
         let anthropic = Endpoint {
             provider: Provider::Anthropic,
             api: Api::Messages,
         };
-        let body = r#"{"max_tokens":1024,"messages":[]}"#;
-        let cap = parse_request(anthropic, body).unwrap().max_tokens;
+        let body = format!(r#"{{"max_tokens":1024,{M}}}"#);
+        let cap = parse_request(anthropic, &body).unwrap().max_tokens;
         assert_eq!(
-            cap.apply(body, 64).as_deref(),
-            Some(r#"{"max_tokens":64,"messages":[]}"#)
+            cap.apply(&body, 64),
+            Some(format!(r#"{{"max_tokens":64,{M}}}"#))
         );
     }
 

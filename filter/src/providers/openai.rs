@@ -41,15 +41,38 @@ struct Message<'a> {
     role: Option<String>,
     #[serde(borrow, default)]
     content: Option<&'a RawValue>,
+    /// Earlier tool calls replayed in the conversation: their arguments can carry data too.
+    #[serde(borrow, default)]
+    tool_calls: Vec<ToolCall<'a>>,
+}
+
+#[derive(Deserialize)]
+struct ToolCall<'a> {
+    #[serde(borrow, default)]
+    function: Option<Function<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Function<'a> {
+    #[serde(borrow, default)]
+    arguments: Option<&'a RawValue>,
 }
 
 pub fn parse_request(api: Api, body: &str) -> Result<ParsedRequest, ParseError> {
     let req: Request = serde_json::from_str(body)?;
+    if req.messages.is_empty() && req.input.is_none() && req.prompt.is_none() {
+        return Err(ParseError::UnknownShape("OpenAI"));
+    }
     let mut texts = Vec::new();
     for msg in &req.messages {
         let role = Role::from_name(msg.role.as_deref().unwrap_or("user"));
         if let Some(content) = msg.content {
             collect_content(body, content, role, &mut texts)?;
+        }
+        for call in &msg.tool_calls {
+            if let Some(arguments) = call.function.as_ref().and_then(|f| f.arguments) {
+                texts.extend(string_slot(body, arguments, Role::Assistant)?);
+            }
         }
     }
     if let Some(instructions) = req.instructions {
@@ -284,6 +307,26 @@ mod tests {
         let done = r#"{"type":"response.output_text.done","text":"Hello"}"#;
         let e = stream_event(done).unwrap();
         assert!(e.ends_text && e.deltas.is_empty());
+    }
+
+    #[test]
+    fn tool_call_arguments_and_unknown_shapes() {
+        let body = r#"{"messages":[{"role":"assistant","content":null,"tool_calls":[{"id":"1","type":"function",
+            "function":{"name":"send","arguments":"{\"to\":\"a@b.io\"}"}}]}]}"#;
+        assert_eq!(
+            texts(Api::ChatCompletions, body),
+            vec![(Role::Assistant, r#"{"to":"a@b.io"}"#.into())]
+        );
+        for unknown in [
+            r#"{"model":"m"}"#,
+            r#"{"messages":[]}"#,
+            r#"{"foo":{"bar":1}}"#,
+        ] {
+            assert!(matches!(
+                parse_request(Api::ChatCompletions, unknown),
+                Err(ParseError::UnknownShape(_))
+            ));
+        }
     }
 
     #[test]

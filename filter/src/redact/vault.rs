@@ -187,8 +187,14 @@ mod tests {
     use crate::detect::Detectors;
     use proptest::prelude::*;
 
+    /// Built once: the automata take a while to build in debug builds.
+    fn detectors() -> &'static Detectors {
+        static D: std::sync::OnceLock<Detectors> = std::sync::OnceLock::new();
+        D.get_or_init(Detectors::new)
+    }
+
     fn redact_all(v: &mut Vault, text: &str) -> String {
-        let d = Detectors::new();
+        let d = detectors();
         let mut f = Vec::new();
         d.scan_values(text, &mut f);
         v.redact(text, &f)

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use serde::Deserialize;
+
+mod train;
 use sluice_filter::detect::{DetectorId, Detectors, Finding};
 use sluice_filter::model::Role;
 
@@ -56,6 +58,9 @@ struct Args {
     include_test: bool,
     check: Option<PathBuf>,
     misses: usize,
+    train: Option<PathBuf>,
+    epochs: usize,
+    cv: bool,
 }
 
 fn parse_args() -> Result<Args, EvalError> {
@@ -65,6 +70,9 @@ fn parse_args() -> Result<Args, EvalError> {
         include_test: false,
         check: None,
         misses: 0,
+        train: None,
+        epochs: 5,
+        cv: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -80,7 +88,14 @@ fn parse_args() -> Result<Args, EvalError> {
                     .map_err(|_| EvalError::Usage("--threshold takes a number".into()))?
             }
             "--include-test" => a.include_test = true,
+            "--cv" => a.cv = true,
             "--check" => a.check = Some(PathBuf::from(value()?)),
+            "--train" => a.train = Some(PathBuf::from(value()?)),
+            "--epochs" => {
+                a.epochs = value()?
+                    .parse()
+                    .map_err(|_| EvalError::Usage("--epochs takes a count".into()))?
+            }
             "--misses" => {
                 a.misses = value()?
                     .parse()
@@ -89,7 +104,7 @@ fn parse_args() -> Result<Args, EvalError> {
             "-h" | "--help" => {
                 return Err(EvalError::Usage(
                     "usage: sluice-eval [--data DIR] [--threshold T] [--include-test] \
-                     [--check FLOORS] [--misses N]"
+                     [--check FLOORS] [--misses N] [--train MODEL_OUT [--epochs N]] [--cv]"
                         .into(),
                 ))
             }
@@ -132,7 +147,10 @@ fn ratio(a: usize, b: usize) -> f64 {
 fn short_source(s: &str) -> String {
     let s = s.split(" (via").next().unwrap_or(s);
     let s = s.split(" @").next().unwrap_or(s);
-    let s = s.replace("TrustAIRLab in-the-wild 2023_12_25 via PyRIT 1.1.0 ", "PyRIT ");
+    let s = s.replace(
+        "TrustAIRLab in-the-wild 2023_12_25 via PyRIT 1.1.0 ",
+        "PyRIT ",
+    );
     s.replace(' ', "_")
 }
 
@@ -177,8 +195,15 @@ fn injection(
             }
         }
     }
-    println!("\n## Prompt injection: {} (threshold {})", path.display(), args.threshold);
-    println!("{:<72} {:>6} {:>7} {:>6} {:>7}", "source", "attack", "recall", "benign", "FPR");
+    println!(
+        "\n## Prompt injection: {} (threshold {})",
+        path.display(),
+        args.threshold
+    );
+    println!(
+        "{:<72} {:>6} {:>7} {:>6} {:>7}",
+        "source", "attack", "recall", "benign", "FPR"
+    );
     let mut tot = [0usize; 4];
     for (src, e) in &by {
         for k in 0..4 {
@@ -307,12 +332,18 @@ fn pii(d: &Detectors, path: &Path, args: &Args, figs: &mut Figures) -> Result<()
         }
     }
     println!("\n## PII: {} (span overlap)", path.display());
-    println!("{:<16} {:>6} {:>9} {:>7}", "type", "gold", "precision", "recall");
+    println!(
+        "{:<16} {:>6} {:>9} {:>7}",
+        "type", "gold", "precision", "recall"
+    );
     for (t, e) in &stats {
         let p = ratio(e[3], e[2]);
         let r = ratio(e[1], e[0]);
         println!("{:<16} {:>6} {:>9} {:>7}", t, e[0], fmt(p), fmt(r));
-        figs.insert(format!("pii/{t}/precision"), if e[2] == 0 { 1.0 } else { p });
+        figs.insert(
+            format!("pii/{t}/precision"),
+            if e[2] == 0 { 1.0 } else { p },
+        );
         figs.insert(format!("pii/{t}/recall"), r);
     }
     Ok(())
@@ -342,7 +373,11 @@ fn secrets(d: &Detectors, dir: &Path, args: &Args, figs: &mut Figures) -> Result
             } else {
                 *missed.entry(s.kind.as_str()).or_default() += 1;
                 if args.misses > 0 && missed.values().sum::<usize>() <= args.misses {
-                    println!("  secret FN {}: {:?}", s.kind, r.text.chars().take(140).collect::<String>());
+                    println!(
+                        "  secret FN {}: {:?}",
+                        s.kind,
+                        r.text.chars().take(140).collect::<String>()
+                    );
                 }
             }
         }
@@ -352,7 +387,10 @@ fn secrets(d: &Detectors, dir: &Path, args: &Args, figs: &mut Figures) -> Result
         if !secret_spans(&r.text).is_empty() {
             flagged += 1;
             if args.misses > 0 && flagged <= args.misses {
-                println!("  secret FP: {:?}", r.text.chars().take(140).collect::<String>());
+                println!(
+                    "  secret FP: {:?}",
+                    r.text.chars().take(140).collect::<String>()
+                );
             }
         }
     }
@@ -360,12 +398,26 @@ fn secrets(d: &Detectors, dir: &Path, args: &Args, figs: &mut Figures) -> Result
     let flag_rate = ratio(flagged, neg.len());
     println!("\n## Secrets: {}", dir.display());
     println!("{:<40} {:>6} {:>7}", "file", "rows", "figure");
-    println!("{:<40} {:>6} {:>7}  recall (span overlap)", "secrets_dev_positive.jsonl", total, fmt(recall));
-    println!("{:<40} {:>6} {:>7}  rows flagged", "secrets_dev_negative.jsonl", neg.len(), fmt(flag_rate));
+    println!(
+        "{:<40} {:>6} {:>7}  recall (span overlap)",
+        "secrets_dev_positive.jsonl",
+        total,
+        fmt(recall)
+    );
+    println!(
+        "{:<40} {:>6} {:>7}  rows flagged",
+        "secrets_dev_negative.jsonl",
+        neg.len(),
+        fmt(flag_rate)
+    );
     let mut worst: Vec<_> = missed.into_iter().collect();
-    worst.sort_by(|a, b| b.1.cmp(&a.1));
+    worst.sort_by_key(|w| std::cmp::Reverse(w.1));
     if !worst.is_empty() {
-        let list: Vec<String> = worst.iter().take(12).map(|(k, n)| format!("{k} {n}")).collect();
+        let list: Vec<String> = worst
+            .iter()
+            .take(12)
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
         println!("missed kinds: {}", list.join(", "));
     }
     figs.insert("secrets/positive/recall".into(), recall);
@@ -388,11 +440,15 @@ fn check(figs: &Figures, path: &Path) -> Result<bool, EvalError> {
         }
         let parts: Vec<&str> = line.split_whitespace().collect();
         let [dir, key, value] = parts[..] else {
-            return Err(EvalError::Usage(format!("{}:{}: want `min|max KEY VALUE`", path.display(), n + 1)));
+            return Err(EvalError::Usage(format!(
+                "{}:{}: want `min|max KEY VALUE`",
+                path.display(),
+                n + 1
+            )));
         };
-        let want: f64 = value
-            .parse()
-            .map_err(|_| EvalError::Usage(format!("{}:{}: bad number {value}", path.display(), n + 1)))?;
+        let want: f64 = value.parse().map_err(|_| {
+            EvalError::Usage(format!("{}:{}: bad number {value}", path.display(), n + 1))
+        })?;
         let Some(&got) = figs.get(key) else {
             println!("REGRESSION: {key} was not measured");
             ok = false;
@@ -402,28 +458,147 @@ fn check(figs: &Figures, path: &Path) -> Result<bool, EvalError> {
         let pass = match dir {
             "min" => got >= want,
             "max" => got <= want,
-            _ => return Err(EvalError::Usage(format!("{}:{}: min or max, not {dir}", path.display(), n + 1))),
+            _ => {
+                return Err(EvalError::Usage(format!(
+                    "{}:{}: min or max, not {dir}",
+                    path.display(),
+                    n + 1
+                )))
+            }
         };
         if !pass {
             ok = false;
             println!("REGRESSION: {key} = {got:.4}, floor {dir} {want}");
         }
     }
-    println!("\nchecked {checked} figures against {}: {}", path.display(), if ok { "ok" } else { "FAILED" });
+    println!(
+        "\nchecked {checked} figures against {}: {}",
+        path.display(),
+        if ok { "ok" } else { "FAILED" }
+    );
     Ok(ok)
 }
 
 fn run() -> Result<bool, EvalError> {
     let args = parse_args()?;
-    let d = Detectors::new();
+    if args.cv {
+        return cross_validate(&args).map(|_| true);
+    }
+    let mut d = Detectors::new();
+    if let Some(out) = &args.train {
+        let model = train_model(&d, &args)?;
+        fs::write(out, model.to_bytes()).map_err(|source| EvalError::Read {
+            path: out.clone(),
+            source,
+        })?;
+        println!("wrote {}", out.display());
+        d.injection_mut().set_model(Some(model));
+    }
     let mut figs = Figures::new();
-    injection(&d, &args.data.join("prompt_injection_dev.jsonl"), &args, "injection", &mut figs)?;
+    injection(
+        &d,
+        &args.data.join("prompt_injection_dev.jsonl"),
+        &args,
+        "injection",
+        &mut figs,
+    )?;
     if args.include_test {
         let a = Args { misses: 0, ..args };
-        injection(&d, &a.data.join("prompt_injection_dev_test.jsonl"), &a, "injection_test", &mut figs)?;
+        injection(
+            &d,
+            &a.data.join("prompt_injection_dev_test.jsonl"),
+            &a,
+            "injection_test",
+            &mut figs,
+        )?;
         return finish(&d, &a, figs);
     }
     finish(&d, &args, figs)
+}
+
+/// Dataset family of a source: "BIPIA/table/train" -> "BIPIA", "spikee 0.9.2 …" -> "spikee".
+fn family(source: &str) -> &str {
+    let first = source.split(' ').next().unwrap_or(source);
+    first.split('/').next().unwrap_or(first)
+}
+
+/// Leave-one-family-out: for each dataset family, train without it, then score its rows.
+/// These are the figures to expect on data from sources the model never saw.
+fn cross_validate(args: &Args) -> Result<(), EvalError> {
+    let all: Vec<InjectionRow> = read_jsonl(&args.data.join("prompt_injection_dev.jsonl"))?;
+    let mut families: Vec<&str> = all.iter().map(|r| family(&r.source)).collect();
+    families.sort_unstable();
+    families.dedup();
+    println!(
+        "\n## Prompt injection, leave-one-family-out (threshold {})",
+        args.threshold
+    );
+    println!(
+        "{:<72} {:>6} {:>7} {:>6} {:>7}",
+        "held-out source", "attack", "recall", "benign", "FPR"
+    );
+    for fam in families {
+        let mut d = Detectors::new();
+        let rows: Vec<(String, u8, String, bool)> = all
+            .iter()
+            .filter(|r| family(&r.source) != fam && !r.source.contains("validation"))
+            .map(|r| {
+                (
+                    r.text.clone(),
+                    r.label,
+                    r.source.clone(),
+                    role_for(&r.source) == Role::Document,
+                )
+            })
+            .collect();
+        let samples = train::samples(d.injection(), &rows);
+        d.injection_mut()
+            .set_model(Some(train::train(&samples, args.epochs)));
+        let mut by: BTreeMap<String, [usize; 4]> = BTreeMap::new();
+        for r in all.iter().filter(|r| family(&r.source) == fam) {
+            let flagged = d
+                .injection_score(&r.text, role_for(&r.source))
+                .is_some_and(|f| f.score >= args.threshold);
+            let e = by.entry(short_source(&r.source)).or_default();
+            let k = if r.label == 1 { 0 } else { 2 };
+            e[k] += usize::from(flagged);
+            e[k + 1] += 1;
+        }
+        for (src, e) in by {
+            println!(
+                "{:<72} {:>6} {:>7} {:>6} {:>7}",
+                src,
+                e[1],
+                fmt(ratio(e[0], e[1])),
+                e[3],
+                fmt(ratio(e[2], e[3]))
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Trains on every dev row except the `validation` sources (held out).
+fn train_model(
+    d: &Detectors,
+    args: &Args,
+) -> Result<sluice_filter::detect::injection_model::LinearModel, EvalError> {
+    let rows: Vec<InjectionRow> = read_jsonl(&args.data.join("prompt_injection_dev.jsonl"))?;
+    let rows: Vec<(String, u8, String, bool)> = rows
+        .into_iter()
+        .filter(|r| !r.source.contains("validation"))
+        .map(|r| {
+            let doc = role_for(&r.source) == Role::Document;
+            (r.text, r.label, r.source, doc)
+        })
+        .collect();
+    let samples = train::samples(d.injection(), &rows);
+    println!(
+        "training on {} rows ({} windows)",
+        rows.len(),
+        samples.len()
+    );
+    Ok(train::train(&samples, args.epochs))
 }
 
 fn finish(d: &Detectors, args: &Args, mut figs: Figures) -> Result<bool, EvalError> {

@@ -272,7 +272,8 @@ impl Vm {
         self.store.data().tick_period_ms
     }
 
-    /// Limits the clusters gRPC calls may name; others fail synchronously as in Envoy.
+    /// Limits the clusters gRPC and HTTP calls may name; a gRPC call to another fails at once
+    /// with ParseFailure, as Envoy 1.40 does (HTTP calls: BadArgument).
     pub fn set_clusters(&mut self, clusters: &[&str]) {
         self.store.data_mut().clusters = Some(clusters.iter().map(|s| s.to_string()).collect());
     }

@@ -391,21 +391,22 @@ fn judge_failures_follow_the_failure_policy() {
         closed.stream(http).local_reply.as_ref().map(|r| r.status),
         Some(503)
     );
-}
 
-/// Envoy answers BadArgument to a gRPC call naming an unknown cluster, and proxy-wasm 0.2.5
-/// panics on that status instead of returning it: the VM traps (Envoy's FAIL_RELOAD then
-/// restarts it). This pins the behaviour so a fixed SDK shows up here.
-#[test]
-fn an_unknown_judge_cluster_traps_the_vm() {
-    let mut vm = judge_vm("closed");
-    vm.set_clusters(&["something-else"]);
-    let http = post(&mut vm, CHAT);
-    let body = chat("hello");
-    let err = vm
-        .request_body(http, &body, true)
-        .expect_err("the SDK panics");
-    assert!(format!("{err:?}").contains("abort"), "{err:?}");
+    // An unknown cluster fails at dispatch, synchronously (Envoy answers ParseFailure): same
+    // policy, and the request does not wait for an answer that will never come.
+    let mut unknown = judge_vm("closed");
+    unknown.set_clusters(&["something-else"]);
+    let http = post(&mut unknown, CHAT);
+    assert_eq!(send(&mut unknown, http, &chat("hello"), 1), Action::Pause);
+    assert_eq!(
+        unknown.stream(http).local_reply.as_ref().map(|r| r.status),
+        Some(503)
+    );
+    let mut open = judge_vm("open");
+    open.set_clusters(&["something-else"]);
+    let http = post(&mut open, CHAT);
+    assert_eq!(send(&mut open, http, &chat("hello"), 1), Action::Continue);
+    assert_eq!(open.stream(http).upstream_body, chat("hello"));
 }
 
 #[test]
