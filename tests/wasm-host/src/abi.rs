@@ -1,26 +1,26 @@
-//! The `env::proxy_*` imports (proxy-wasm ABI 0.2.1) and the few WASI calls the Rust SDK's
-//! modules make. Anything else is defined as a trap, so a filter using an unemulated host call
-//! fails loudly in tests.
-
-use std::time::{SystemTime, UNIX_EPOCH};
+//! The `env::proxy_*` imports (proxy-wasm ABI 0.2.1): logs, time, buffers, header maps,
+//! properties, stream control and metrics here; calls out (`calls`), shared data and queues
+//! (`shared`) and WASI (`wasi`) beside. Anything else is defined as a trap, so a filter using
+//! an unemulated host call fails loudly in tests.
 
 use wasmtime::{Caller, Extern, Linker, Memory};
 
 use crate::state::{
     buffer_range, decode_map, decode_path, encode_map, replace_header, splice_buffer, status,
-    GrpcCall, HttpCall, LocalReply, Metric, State,
+    LocalReply, Metric, State,
 };
+use crate::wasi::system_nanos;
 
-type Ctx<'a> = Caller<'a, State>;
+pub(crate) type Ctx<'a> = Caller<'a, State>;
 
-fn memory(caller: &mut Ctx<'_>) -> Option<Memory> {
+pub(crate) fn memory(caller: &mut Ctx<'_>) -> Option<Memory> {
     match caller.get_export("memory") {
         Some(Extern::Memory(m)) => Some(m),
         _ => None,
     }
 }
 
-fn read(caller: &mut Ctx<'_>, ptr: i32, len: i32) -> Option<Vec<u8>> {
+pub(crate) fn read(caller: &mut Ctx<'_>, ptr: i32, len: i32) -> Option<Vec<u8>> {
     let mem = memory(caller)?;
     let (start, len) = (ptr as u32 as usize, len as u32 as usize);
     mem.data(&caller)
@@ -28,11 +28,11 @@ fn read(caller: &mut Ctx<'_>, ptr: i32, len: i32) -> Option<Vec<u8>> {
         .map(<[u8]>::to_vec)
 }
 
-fn read_str(caller: &mut Ctx<'_>, ptr: i32, len: i32) -> Option<String> {
+pub(crate) fn read_str(caller: &mut Ctx<'_>, ptr: i32, len: i32) -> Option<String> {
     read(caller, ptr, len).map(|b| String::from_utf8_lossy(&b).into_owned())
 }
 
-fn write(caller: &mut Ctx<'_>, at: i32, bytes: &[u8]) -> Option<()> {
+pub(crate) fn write(caller: &mut Ctx<'_>, at: i32, bytes: &[u8]) -> Option<()> {
     let mem = memory(caller)?;
     let at = at as u32 as usize;
     mem.data_mut(caller)
@@ -41,12 +41,12 @@ fn write(caller: &mut Ctx<'_>, at: i32, bytes: &[u8]) -> Option<()> {
     Some(())
 }
 
-fn write_u32(caller: &mut Ctx<'_>, at: i32, value: u32) -> Option<()> {
+pub(crate) fn write_u32(caller: &mut Ctx<'_>, at: i32, value: u32) -> Option<()> {
     write(caller, at, &value.to_le_bytes())
 }
 
 /// Copies `data` into guest memory allocated by the guest, and stores its address and size.
-fn give(caller: &mut Ctx<'_>, data: &[u8], ret_ptr: i32, ret_size: i32) -> i32 {
+pub(crate) fn give(caller: &mut Ctx<'_>, data: &[u8], ret_ptr: i32, ret_size: i32) -> i32 {
     let alloc = caller
         .get_export("proxy_on_memory_allocate")
         .and_then(Extern::into_func)
@@ -273,43 +273,6 @@ pub fn define(linker: &mut Linker<State>) -> wasmtime::Result<()> {
         },
     )?;
 
-    // Shared data (one VM here, so a map with CAS versions).
-    linker.func_wrap(
-        "env",
-        "proxy_get_shared_data",
-        |mut c: Ctx<'_>, kptr: i32, klen: i32, ret_ptr: i32, ret_size: i32, ret_cas: i32| {
-            let key = read_str(&mut c, kptr, klen).unwrap_or_default();
-            let Some((value, cas)) = c.data().shared_data.get(&key).cloned() else {
-                return status::NOT_FOUND;
-            };
-            if write_u32(&mut c, ret_cas, cas).is_none() {
-                return status::BAD_ARGUMENT;
-            }
-            give(&mut c, &value, ret_ptr, ret_size)
-        },
-    )?;
-    linker.func_wrap(
-        "env",
-        "proxy_set_shared_data",
-        |mut c: Ctx<'_>, kptr: i32, klen: i32, vptr: i32, vlen: i32, cas: i32| {
-            let (Some(key), Some(value)) = (read_str(&mut c, kptr, klen), read(&mut c, vptr, vlen))
-            else {
-                return status::BAD_ARGUMENT;
-            };
-            let entry = c
-                .data_mut()
-                .shared_data
-                .entry(key)
-                .or_insert((Vec::new(), 0));
-            if cas != 0 && cas as u32 != entry.1 {
-                return status::CAS_MISMATCH;
-            }
-            // CAS 0 means "no version" to the SDK, so versions skip it when they wrap.
-            *entry = (value, entry.1.wrapping_add(1).max(1));
-            status::OK
-        },
-    )?;
-
     // Streams and local replies.
     linker.func_wrap(
         "env",
@@ -367,130 +330,6 @@ pub fn define(linker: &mut Linker<State>) -> wasmtime::Result<()> {
                 grpc_status: (grpc >= 0).then_some(grpc),
             });
             status::OK
-        },
-    )?;
-
-    // gRPC.
-    linker.func_wrap(
-        "env",
-        "proxy_grpc_call",
-        |mut c: Ctx<'_>,
-         uptr: i32,
-         ulen: i32,
-         sptr: i32,
-         slen: i32,
-         mptr: i32,
-         mlen: i32,
-         md_ptr: i32,
-         md_len: i32,
-         msg_ptr: i32,
-         msg_len: i32,
-         timeout: i32,
-         ret_token: i32| {
-            let cluster = read_str(&mut c, uptr, ulen).unwrap_or_default();
-            let service = read_str(&mut c, sptr, slen).unwrap_or_default();
-            let method = read_str(&mut c, mptr, mlen).unwrap_or_default();
-            let initial_metadata = read(&mut c, md_ptr, md_len)
-                .and_then(|b| decode_map(&b))
-                .unwrap_or_default();
-            let message = read(&mut c, msg_ptr, msg_len).unwrap_or_default();
-            let state = c.data_mut();
-            if state
-                .clusters
-                .as_ref()
-                .is_some_and(|known| !known.contains(&cluster))
-            {
-                // What Envoy 1.40 answers for a gRPC call to a cluster it does not know
-                // (measured; proxy-wasm 0.2.5 panics on BadArgument here but maps this).
-                return status::PARSE_FAILURE;
-            }
-            state.next_token += 1;
-            let token = state.next_token;
-            let context = state.current;
-            state.grpc_calls.push(GrpcCall {
-                token,
-                context,
-                cluster,
-                service,
-                method,
-                initial_metadata,
-                message,
-                timeout_ms: timeout as u32,
-                finished: false,
-            });
-            write_u32(&mut c, ret_token, token).map_or(status::BAD_ARGUMENT, |_| status::OK)
-        },
-    )?;
-    // Cancel and close end a pending call without callbacks, as in Envoy.
-    for name in ["proxy_grpc_cancel", "proxy_grpc_close"] {
-        linker.func_wrap("env", name, |mut c: Ctx<'_>, token: i32| {
-            let call = c
-                .data_mut()
-                .grpc_calls
-                .iter_mut()
-                .find(|call| call.token == token as u32 && !call.finished);
-            match call {
-                Some(call) => {
-                    call.finished = true;
-                    status::OK
-                }
-                None => status::NOT_FOUND,
-            }
-        })?;
-    }
-    linker.func_wrap(
-        "env",
-        "proxy_http_call",
-        |mut c: Ctx<'_>,
-         uptr: i32,
-         ulen: i32,
-         hptr: i32,
-         hlen: i32,
-         bptr: i32,
-         blen: i32,
-         tptr: i32,
-         tlen: i32,
-         timeout: i32,
-         ret_token: i32| {
-            let cluster = read_str(&mut c, uptr, ulen).unwrap_or_default();
-            let headers = read(&mut c, hptr, hlen).and_then(|b| decode_map(&b));
-            let trailers = read(&mut c, tptr, tlen).and_then(|b| decode_map(&b));
-            let body = read(&mut c, bptr, blen).unwrap_or_default();
-            let (Some(headers), Some(trailers)) = (headers, trailers) else {
-                return status::BAD_ARGUMENT;
-            };
-            let state = c.data_mut();
-            if state
-                .clusters
-                .as_ref()
-                .is_some_and(|known| !known.contains(&cluster))
-            {
-                return status::BAD_ARGUMENT;
-            }
-            state.next_token += 1;
-            let token = state.next_token;
-            let context = state.current;
-            state.http_calls.push(HttpCall {
-                token,
-                context,
-                cluster,
-                headers,
-                body,
-                trailers,
-                timeout_ms: timeout as u32,
-            });
-            write_u32(&mut c, ret_token, token).map_or(status::BAD_ARGUMENT, |_| status::OK)
-        },
-    )?;
-    linker.func_wrap(
-        "env",
-        "proxy_get_status",
-        |mut c: Ctx<'_>, ret_code: i32, ret_ptr: i32, ret_size: i32| {
-            let (code, message) = c.data().grpc_status.clone();
-            if write_u32(&mut c, ret_code, code).is_none() {
-                return status::BAD_ARGUMENT;
-            }
-            give(&mut c, message.as_bytes(), ret_ptr, ret_size)
         },
     )?;
 
@@ -553,139 +392,7 @@ pub fn define(linker: &mut Linker<State>) -> wasmtime::Result<()> {
         },
     )?;
 
-    define_queues(linker)?;
-    define_wasi(linker)
-}
-
-/// Shared queues, in memory: one VM, so register and resolve name the same queues.
-fn define_queues(linker: &mut Linker<State>) -> wasmtime::Result<()> {
-    fn id_of(state: &State, name: &str) -> Option<u32> {
-        let i = state.queues.iter().position(|(n, _)| n == name)?;
-        Some(i as u32 + 1)
-    }
-    linker.func_wrap(
-        "env",
-        "proxy_register_shared_queue",
-        |mut c: Ctx<'_>, nptr: i32, nlen: i32, ret: i32| {
-            let Some(name) = read_str(&mut c, nptr, nlen) else {
-                return status::BAD_ARGUMENT;
-            };
-            let state = c.data_mut();
-            let id = id_of(state, &name).unwrap_or_else(|| {
-                state.queues.push((name, Default::default()));
-                state.queues.len() as u32
-            });
-            write_u32(&mut c, ret, id).map_or(status::BAD_ARGUMENT, |_| status::OK)
-        },
-    )?;
-    linker.func_wrap(
-        "env",
-        "proxy_resolve_shared_queue",
-        |mut c: Ctx<'_>, _vm_ptr: i32, _vm_len: i32, nptr: i32, nlen: i32, ret: i32| {
-            let name = read_str(&mut c, nptr, nlen).unwrap_or_default();
-            match id_of(c.data(), &name) {
-                Some(id) => write_u32(&mut c, ret, id).map_or(status::BAD_ARGUMENT, |_| status::OK),
-                None => status::NOT_FOUND,
-            }
-        },
-    )?;
-    linker.func_wrap(
-        "env",
-        "proxy_enqueue_shared_queue",
-        |mut c: Ctx<'_>, id: i32, vptr: i32, vlen: i32| {
-            let Some(value) = read(&mut c, vptr, vlen) else {
-                return status::BAD_ARGUMENT;
-            };
-            let slot = (id as u32 as usize).wrapping_sub(1);
-            match c.data_mut().queues.get_mut(slot) {
-                Some((_, queue)) => {
-                    queue.push_back(value);
-                    status::OK
-                }
-                None => status::NOT_FOUND,
-            }
-        },
-    )?;
-    linker.func_wrap(
-        "env",
-        "proxy_dequeue_shared_queue",
-        |mut c: Ctx<'_>, id: i32, ret_ptr: i32, ret_size: i32| {
-            let slot = (id as u32 as usize).wrapping_sub(1);
-            let Some((_, queue)) = c.data_mut().queues.get_mut(slot) else {
-                return status::NOT_FOUND;
-            };
-            match queue.pop_front() {
-                Some(value) => give(&mut c, &value, ret_ptr, ret_size),
-                None => status::EMPTY,
-            }
-        },
-    )?;
-    Ok(())
-}
-
-fn system_nanos() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
-}
-
-/// The WASI calls Rust's std makes in a proxy-wasm reactor.
-fn define_wasi(linker: &mut Linker<State>) -> wasmtime::Result<()> {
-    const WASI: &str = "wasi_snapshot_preview1";
-    linker.func_wrap(
-        WASI,
-        "fd_write",
-        |mut c: Ctx<'_>, _fd: i32, iovs: i32, count: i32, ret: i32| {
-            // Captured as log lines: a filter writing to stdout/stderr is a bug worth seeing.
-            let mut written = Vec::new();
-            for i in 0..count {
-                let Some(iov) = read(&mut c, iovs + i * 8, 8) else {
-                    return 28; // EINVAL
-                };
-                let ptr = i32::from_le_bytes([iov[0], iov[1], iov[2], iov[3]]);
-                let len = i32::from_le_bytes([iov[4], iov[5], iov[6], iov[7]]);
-                written.extend(read(&mut c, ptr, len).unwrap_or_default());
-            }
-            let n = written.len() as u32;
-            c.data_mut()
-                .logs
-                .push((-1, String::from_utf8_lossy(&written).into_owned()));
-            write_u32(&mut c, ret, n).map_or(28, |_| 0)
-        },
-    )?;
-    linker.func_wrap(WASI, "random_get", |mut c: Ctx<'_>, ptr: i32, len: i32| {
-        // Deterministic bytes: tests must not depend on chance.
-        let bytes: Vec<u8> = (0..len as u32)
-            .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
-            .collect();
-        write(&mut c, ptr, &bytes).map_or(28, |_| 0)
-    })?;
-    linker.func_wrap(
-        WASI,
-        "clock_time_get",
-        |mut c: Ctx<'_>, _id: i32, _precision: i64, ret: i32| {
-            let now = c.data().now_nanos.unwrap_or_else(system_nanos);
-            write(&mut c, ret, &now.to_le_bytes()).map_or(28, |_| 0)
-        },
-    )?;
-    linker.func_wrap(
-        WASI,
-        "environ_sizes_get",
-        |mut c: Ctx<'_>, count: i32, size: i32| {
-            write_u32(&mut c, count, 0)
-                .and_then(|_| write_u32(&mut c, size, 0))
-                .map_or(28, |_| 0)
-        },
-    )?;
-    linker.func_wrap(WASI, "environ_get", |_: Ctx<'_>, _a: i32, _b: i32| 0)?;
-    linker.func_wrap(
-        WASI,
-        "proc_exit",
-        |_: Ctx<'_>, code: i32| -> wasmtime::Result<()> {
-            Err(wasmtime::Error::msg(format!(
-                "the module exited with code {code}"
-            )))
-        },
-    )?;
-    Ok(())
+    crate::calls::define(linker)?;
+    crate::shared::define(linker)?;
+    crate::wasi::define(linker)
 }

@@ -22,9 +22,13 @@
 //! `Err` carrying the panic message; the VM is unusable afterwards, as it is in Envoy.
 
 mod abi;
+mod calls;
+mod shared;
 mod state;
+mod wasi;
 
-use std::path::Path;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
 use wasmtime::{Engine, Instance, Linker, Module, Store, WasmParams, WasmResults};
@@ -51,9 +55,9 @@ impl Action {
     }
 }
 
-/// Compiled modules, one per path: compiling takes a quarter second, instantiating microseconds.
+/// Compiled modules, one per path and process.
 fn compiled(engine: &Engine, path: &Path) -> Result<Module> {
-    static CACHE: OnceLock<Mutex<Vec<(std::path::PathBuf, Module)>>> = OnceLock::new();
+    static CACHE: OnceLock<Mutex<Vec<(PathBuf, Module)>>> = OnceLock::new();
     let cache = CACHE.get_or_init(|| Mutex::new(Vec::new()));
     let mut cache = cache
         .lock()
@@ -61,8 +65,44 @@ fn compiled(engine: &Engine, path: &Path) -> Result<Module> {
     if let Some((_, module)) = cache.iter().find(|(p, _)| p == path) {
         return Ok(module.clone());
     }
-    let module = Module::from_file(engine, path)?;
+    let wasm = std::fs::read(path)
+        .map_err(|e| wasmtime::Error::msg(format!("reading {}: {e}", path.display())))?;
+    let module = load_or_compile(engine, &wasm)?;
     cache.push((path.to_path_buf(), module.clone()));
+    Ok(module)
+}
+
+/// Compiled code is also cached on disk, by content hash, in `$CARGO_TARGET_DIR` (else the
+/// temp dir): cranelift built in the debug profile takes about 30 s per module, instead of a
+/// quarter second optimised, and every test binary is its own process.
+fn load_or_compile(engine: &Engine, wasm: &[u8]) -> Result<Module> {
+    let mut hasher = DefaultHasher::new();
+    wasm.hash(&mut hasher);
+    let dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir)
+        .join("sluice-wasm-host-cache");
+    let file = dir.join(format!("{:016x}.cwasm", hasher.finish()));
+    if file.exists() {
+        // SAFETY: the file is one `Module::serialize` wrote below for these exact bytes (the
+        // name is their hash, the write is atomic), and wasmtime refuses one made by another
+        // version or engine configuration; a refusal just recompiles.
+        if let Ok(module) = unsafe { Module::deserialize_file(engine, &file) } {
+            return Ok(module);
+        }
+    }
+    let module = Module::new(engine, wasm)?;
+    // Best effort: a cache that cannot be written only costs time.
+    if let Ok(bytes) = module.serialize() {
+        let tmp = dir.join(format!(
+            "{:016x}.{}.tmp",
+            hasher.finish(),
+            std::process::id()
+        ));
+        if std::fs::create_dir_all(&dir).is_ok() && std::fs::write(&tmp, bytes).is_ok() {
+            let _ = std::fs::rename(&tmp, &file);
+        }
+    }
     Ok(module)
 }
 
@@ -232,7 +272,8 @@ impl Vm {
         self.store.data().tick_period_ms
     }
 
-    /// Limits the clusters gRPC calls may name; others fail synchronously as in Envoy.
+    /// Limits the clusters gRPC and HTTP calls may name; a gRPC call to another fails at once
+    /// with ParseFailure, as Envoy 1.40 does (HTTP calls: BadArgument).
     pub fn set_clusters(&mut self, clusters: &[&str]) {
         self.store.data_mut().clusters = Some(clusters.iter().map(|s| s.to_string()).collect());
     }
@@ -339,6 +380,45 @@ impl Vm {
             Action::Pause => stream.response_paused = true,
         }
         Ok(action)
+    }
+
+    /// Passes the stream's local reply through the filter's own response callbacks, as Envoy
+    /// does (a local reply traverses the encoder filters, the sender's too): response headers
+    /// (`:status`, the reply's headers), then the body with end of stream. The reply then holds
+    /// what the filter made of it. Opt-in, so tests can look at the reply before and after.
+    pub fn deliver_local_reply(&mut self, http: u32) -> Result<()> {
+        let Some(reply) = self.stream(http).local_reply.clone() else {
+            return Err(wasmtime::Error::msg(format!(
+                "stream {http} has no local reply"
+            )));
+        };
+        let mut headers = vec![(":status".to_string(), reply.status.to_string())];
+        headers.extend(reply.headers.iter().cloned());
+        let count = headers.len() as i32;
+        let no_body = reply.body.is_empty() as i32;
+        let stream = self.stream_mut(http);
+        stream.response_headers = headers;
+        stream.response_buffer = reply.body;
+        let params = (http as i32, count, no_body);
+        self.call_in::<(i32, i32, i32), i32>(http, "proxy_on_response_headers", params)?;
+        let size = self.stream(http).response_buffer.len() as i32;
+        if no_body == 0 {
+            let params = (http as i32, size, 1);
+            self.call_in::<(i32, i32, i32), i32>(http, "proxy_on_response_body", params)?;
+        }
+        let stream = self.stream_mut(http);
+        let body = std::mem::take(&mut stream.response_buffer);
+        let mut headers = stream.response_headers.clone();
+        let status = headers
+            .iter()
+            .position(|(k, _)| k == ":status")
+            .map(|i| headers.remove(i).1);
+        if let Some(reply) = stream.local_reply.as_mut() {
+            reply.status = status.and_then(|s| s.parse().ok()).unwrap_or(reply.status);
+            reply.headers = headers;
+            reply.body = body;
+        }
+        Ok(())
     }
 
     fn stream_mut(&mut self, http: u32) -> &mut Stream {

@@ -285,12 +285,11 @@ mod tests {
         assert_eq!(decode_path(b"request\0id"), vec!["request", "id"]);
     }
 
-    /// (buffer, start, size, data, buffer afterwards or `None` when refused)
-    type WriteCase<'a> = (&'a [u8], usize, usize, &'a [u8], Option<&'a [u8]>);
-
     #[test]
     fn buffers_are_replaced_prepended_and_appended_as_in_envoy() {
-        let cases: &[WriteCase] = &[
+        // (before, start, size, data, after; None when refused)
+        type Case<'a> = (&'a [u8], usize, usize, &'a [u8], Option<&'a [u8]>);
+        let cases: &[Case] = &[
             (b"hello world", 0, 11, b"bye", Some(b"bye")),
             (b"hello world", 0, 100, b"bye", Some(b"bye")),
             (b"hello world", 0, 5, b"HELLO", Some(b"HELLO world")),
