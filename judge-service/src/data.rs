@@ -14,7 +14,7 @@ pub const TEST_FILE: &str = "prompt_injection_dev_test.jsonl";
 /// One row in five of each source is held out (by a hash of its normalised text, so
 /// duplicate texts always land on the same side).
 pub const HOLDOUT_MODULUS: u64 = 5;
-const SPLIT_SEED: u64 = 0x5eed_0f_5105;
+const SPLIT_SEED: u64 = 0x005e_ed0f_5105;
 
 #[derive(Debug, Clone, serde::Deserialize)]
 pub struct Row {
@@ -58,7 +58,7 @@ pub fn load(path: &Path) -> Result<Vec<Row>, DataError> {
 
 /// True when the row belongs to the held-out part of the dev data.
 pub fn is_held_out(row: &Row) -> bool {
-    hash64(SPLIT_SEED, normalize(&row.text).as_bytes()) % HOLDOUT_MODULUS == 0
+    hash64(SPLIT_SEED, normalize(&row.text).as_bytes()).is_multiple_of(HOLDOUT_MODULUS)
 }
 
 /// Per-source confusion counts.

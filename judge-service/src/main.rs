@@ -3,8 +3,54 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use sluice_judge::backend::{embedded::EmbeddedBackend, Backend};
+use sluice_judge::server::{self, Limits};
 use sluice_judge::{eval, model::LinearModel, train};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum BackendKind {
+    Embedded,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// gRPC listen address.
+    #[arg(long, env = "SLUICE_JUDGE_LISTEN", default_value = "127.0.0.1:50051")]
+    listen: String,
+    /// Prometheus metrics listen address (GET /metrics).
+    #[arg(
+        long,
+        env = "SLUICE_JUDGE_METRICS_LISTEN",
+        default_value = "127.0.0.1:9464"
+    )]
+    metrics_listen: String,
+    #[arg(
+        long,
+        env = "SLUICE_JUDGE_BACKEND",
+        value_enum,
+        default_value = "embedded"
+    )]
+    backend: BackendKind,
+    /// Embedded model file; the compiled-in model when absent.
+    #[arg(long, env = "SLUICE_JUDGE_MODEL")]
+    model: Option<PathBuf>,
+    /// Override the model's block threshold (attack probability in [0, 1]).
+    #[arg(long, env = "SLUICE_JUDGE_THRESHOLD")]
+    threshold: Option<f32>,
+    #[arg(long, env = "SLUICE_JUDGE_MAX_CONCURRENCY", default_value_t = 64)]
+    max_concurrency: usize,
+    #[arg(long, env = "SLUICE_JUDGE_MAX_QUEUE", default_value_t = 256)]
+    max_queue: usize,
+    /// Deadline (ms) for calls that carry no grpc-timeout.
+    #[arg(long, env = "SLUICE_JUDGE_DEFAULT_TIMEOUT_MS", default_value_t = 5000)]
+    default_timeout_ms: u64,
+    #[arg(long, env = "SLUICE_JUDGE_MAX_TEXT_BYTES", default_value_t = 65536)]
+    max_text_bytes: usize,
+    /// LRU cache entries (0 disables).
+    #[arg(long, env = "SLUICE_JUDGE_CACHE_ENTRIES", default_value_t = 10000)]
+    cache_entries: usize,
+}
 
 #[derive(Parser)]
 #[command(name = "sluice-judge", version, about)]
@@ -15,6 +61,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Serve the Judge gRPC API and Prometheus metrics.
+    Serve(ServeArgs),
     /// Train the embedded model from the dev data and write it.
     Train {
         /// Directory holding prompt_injection_dev.jsonl.
@@ -49,6 +97,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     match cli.command {
+        Command::Serve(args) => serve(args)?,
         Command::Train {
             data,
             out,
@@ -74,4 +123,65 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     Ok(())
+}
+
+fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let mut model = match &args.model {
+        Some(p) => LinearModel::load(p)?,
+        None => LinearModel::shipped()?,
+    };
+    if let Some(t) = args.threshold {
+        if !(0.0..=1.0).contains(&t) {
+            return Err(format!("--threshold {t} is outside [0, 1]").into());
+        }
+        model.threshold = t;
+        model.grey_low = model.grey_low.min(t);
+    }
+    let backend = match args.backend {
+        BackendKind::Embedded => Backend::Embedded(EmbeddedBackend::new(model)),
+    };
+    let limits = Limits {
+        max_concurrency: args.max_concurrency.max(1),
+        max_queue: args.max_queue,
+        default_timeout: std::time::Duration::from_millis(args.default_timeout_ms),
+        max_text_bytes: args.max_text_bytes,
+        cache_entries: args.cache_entries,
+    };
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async move {
+        let grpc = tokio::net::TcpListener::bind(&args.listen)
+            .await
+            .map_err(|e| format!("binding gRPC {}: {e}", args.listen))?;
+        let metrics = tokio::net::TcpListener::bind(&args.metrics_listen)
+            .await
+            .map_err(|e| format!("binding metrics {}: {e}", args.metrics_listen))?;
+        // Test harnesses bind port 0 and read these lines to learn the ports.
+        println!("listening on {}", grpc.local_addr()?);
+        println!("metrics on {}", metrics.local_addr()?);
+        server::serve(backend, limits, grpc, metrics, shutdown_signal()).await?;
+        eprintln!("sluice-judge: drained, exiting");
+        Ok::<(), Box<dyn std::error::Error>>(())
+    })
+}
+
+/// Resolves on SIGTERM (Kubernetes, Envoy's parent) or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
 }

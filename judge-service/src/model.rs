@@ -179,7 +179,10 @@ mod tests {
 
     #[test]
     fn rejects_bad_files() {
-        assert!(matches!(LinearModel::from_bytes(b""), Err(ModelError::Empty)));
+        assert!(matches!(
+            LinearModel::from_bytes(b""),
+            Err(ModelError::Empty)
+        ));
         assert!(matches!(
             LinearModel::from_bytes(b"nope, not a model at all, no no no"),
             Err(ModelError::BadMagic)

@@ -59,7 +59,10 @@ mod tests {
     #[test]
     fn normalises_disguises() {
         let cases = [
-            ("  Ignore\tPREVIOUS\n\ninstructions ", "ignore previous instructions"),
+            (
+                "  Ignore\tPREVIOUS\n\ninstructions ",
+                "ignore previous instructions",
+            ),
             ("Ｉｇｎｏｒｅ all", "ignore all"),
             ("ig\u{200B}nore", "ignore"),
             ("", ""),

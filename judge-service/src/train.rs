@@ -156,7 +156,10 @@ fn pick_threshold(rows: &[&Row], scores: &[f32], target_fpr: f64) -> f32 {
     for negs in neg_by_source.values() {
         if negs.len() >= MIN_NEGATIVES_PER_SOURCE {
             let ts = threshold_for(negs.clone(), target_fpr);
-            eprintln!("  source with {} held-out negatives needs threshold {ts:.4}", negs.len());
+            eprintln!(
+                "  source with {} held-out negatives needs threshold {ts:.4}",
+                negs.len()
+            );
             t = t.max(ts);
         }
     }
