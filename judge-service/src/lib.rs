@@ -3,6 +3,7 @@
 //! and an ensemble of the two. `main.rs` is the thin CLI over this library.
 
 pub mod backend;
+pub mod bench;
 pub mod cache;
 pub mod data;
 pub mod eval;

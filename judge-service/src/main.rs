@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use sluice_judge::backend::{embedded::EmbeddedBackend, Backend};
 use sluice_judge::server::{self, Limits};
-use sluice_judge::{eval, model::LinearModel, train};
+use sluice_judge::{bench, eval, model::LinearModel, train};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum BackendKind {
@@ -61,6 +61,26 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Load-test a judge on loopback (in-process embedded server unless --target is given).
+    Bench {
+        #[arg(long, env = "SLUICE_DATA_DIR", default_value = "../shared/data")]
+        data: PathBuf,
+        /// Bench an already running judge (e.g. an LLM-backed one) instead of an in-process one.
+        #[arg(long)]
+        target: Option<String>,
+        #[arg(long, default_value_t = 8)]
+        clients: usize,
+        #[arg(long, default_value_t = 4000)]
+        max_requests: usize,
+        #[arg(long, default_value_t = 10)]
+        max_seconds: u64,
+        #[arg(long, default_value_t = 50.0)]
+        rate: f64,
+        #[arg(long, default_value_t = 500)]
+        rate_requests: usize,
+        #[arg(long, default_value_t = 2048)]
+        text_bytes: usize,
+    },
     /// Serve the Judge gRPC API and Prometheus metrics.
     Serve(ServeArgs),
     /// Train the embedded model from the dev data and write it.
@@ -98,6 +118,33 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     match cli.command {
         Command::Serve(args) => serve(args)?,
+        Command::Bench {
+            data,
+            target,
+            clients,
+            max_requests,
+            max_seconds,
+            rate,
+            rate_requests,
+            text_bytes,
+        } => {
+            let seeds: Vec<String> =
+                sluice_judge::data::load(&data.join(sluice_judge::data::DEV_FILE))?
+                    .into_iter()
+                    .map(|r| r.text)
+                    .collect();
+            let texts = bench::texts(&seeds, max_requests.max(rate_requests), text_bytes);
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(run_bench(BenchPlan {
+                target,
+                texts,
+                clients,
+                max_requests,
+                limit: std::time::Duration::from_secs(max_seconds),
+                rate,
+                rate_requests,
+            }))?;
+        }
         Command::Train {
             data,
             out,
@@ -184,4 +231,70 @@ async fn shutdown_signal() {
         _ = ctrl_c => {},
         _ = term => {},
     }
+}
+
+struct BenchPlan {
+    target: Option<String>,
+    texts: Vec<String>,
+    clients: usize,
+    max_requests: usize,
+    limit: std::time::Duration,
+    rate: f64,
+    rate_requests: usize,
+}
+
+async fn run_bench(plan: BenchPlan) -> Result<(), Box<dyn std::error::Error>> {
+    let (addr, stop) = match plan.target {
+        Some(t) => (t, None),
+        None => {
+            let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            let metrics = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            let addr = format!("http://{}", grpc.local_addr()?);
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            let backend = Backend::Embedded(EmbeddedBackend::new(LinearModel::shipped()?));
+            // Cache off: every request is a cold classification.
+            let limits = Limits {
+                cache_entries: 0,
+                ..Limits::default()
+            };
+            let task = tokio::spawn(server::serve(backend, limits, grpc, metrics, async move {
+                let _ = rx.await;
+            }));
+            (addr, Some((tx, task)))
+        }
+    };
+    let channel = tonic::transport::Endpoint::from_shared(addr.clone())?
+        .connect()
+        .await?;
+    println!(
+        "bench target {addr}, {} B texts, cache cold",
+        plan.texts.first().map_or(0, |t| t.len())
+    );
+    let s = bench::closed_loop(
+        channel.clone(),
+        &plan.texts,
+        plan.clients,
+        plan.max_requests,
+        plan.limit,
+    )
+    .await;
+    println!(
+        "closed loop, {} clients: {} ok, {} errors in {:.2} s = {:.0} req/s; p50 {:.2} ms, p99 {:.2} ms",
+        plan.clients, s.ok, s.errors, s.elapsed.as_secs_f64(), s.throughput(),
+        s.p50.as_secs_f64() * 1e3, s.p99.as_secs_f64() * 1e3
+    );
+    let s = bench::fixed_rate(channel, &plan.texts, plan.rate, plan.rate_requests).await;
+    println!(
+        "fixed rate {:.0} req/s: {} ok, {} errors; p50 {:.2} ms, p99 {:.2} ms",
+        plan.rate,
+        s.ok,
+        s.errors,
+        s.p50.as_secs_f64() * 1e3,
+        s.p99.as_secs_f64() * 1e3
+    );
+    if let Some((tx, task)) = stop {
+        let _ = tx.send(());
+        task.await??;
+    }
+    Ok(())
 }
