@@ -1,9 +1,12 @@
 //! `sluice-judge`: serve the judge over gRPC (default), or train / evaluate / benchmark it.
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use sluice_judge::backend::ensemble::EnsembleBackend;
+use sluice_judge::backend::llm::{LlmBackend, LlmConfig};
 use sluice_judge::backend::{embedded::EmbeddedBackend, Backend};
 use sluice_judge::server::{self, Limits};
 use sluice_judge::{bench, eval, model::LinearModel, train};
@@ -11,6 +14,8 @@ use sluice_judge::{bench, eval, model::LinearModel, train};
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum BackendKind {
     Embedded,
+    Llm,
+    Ensemble,
 }
 
 #[derive(Args)]
@@ -47,6 +52,21 @@ struct ServeArgs {
     default_timeout_ms: u64,
     #[arg(long, env = "SLUICE_JUDGE_MAX_TEXT_BYTES", default_value_t = 65536)]
     max_text_bytes: usize,
+    /// OpenAI-compatible base URL (e.g. https://api.openai.com/v1) for the llm / ensemble backends.
+    #[arg(long, env = "SLUICE_JUDGE_LLM_URL")]
+    llm_url: Option<String>,
+    #[arg(long, env = "SLUICE_JUDGE_LLM_MODEL", default_value = "gpt-4o-mini")]
+    llm_model: String,
+    /// Bearer token; read from the environment only (never a flag, so it stays out of `ps`).
+    #[arg(skip = std::env::var("SLUICE_JUDGE_LLM_API_KEY").ok())]
+    llm_api_key: Option<String>,
+    #[arg(long, env = "SLUICE_JUDGE_LLM_TIMEOUT_MS", default_value_t = 10000)]
+    llm_timeout_ms: u64,
+    #[arg(long, env = "SLUICE_JUDGE_LLM_RETRIES", default_value_t = 2)]
+    llm_retries: u32,
+    /// Category score at or above which the LLM verdict blocks.
+    #[arg(long, env = "SLUICE_JUDGE_LLM_THRESHOLD", default_value_t = 0.5)]
+    llm_threshold: f32,
     /// LRU cache entries (0 disables).
     #[arg(long, env = "SLUICE_JUDGE_CACHE_ENTRIES", default_value_t = 10000)]
     cache_entries: usize,
@@ -184,8 +204,27 @@ fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         model.threshold = t;
         model.grey_low = model.grey_low.min(t);
     }
+    let llm = || -> Result<LlmBackend, Box<dyn std::error::Error>> {
+        let url = args
+            .llm_url
+            .clone()
+            .ok_or("the llm and ensemble backends need SLUICE_JUDGE_LLM_URL (--llm-url)")?;
+        Ok(LlmBackend::new(LlmConfig {
+            url,
+            model: args.llm_model.clone(),
+            api_key: args.llm_api_key.clone(),
+            timeout: std::time::Duration::from_millis(args.llm_timeout_ms),
+            retries: args.llm_retries,
+            threshold: args.llm_threshold,
+        })?)
+    };
     let backend = match args.backend {
         BackendKind::Embedded => Backend::Embedded(EmbeddedBackend::new(model)),
+        BackendKind::Llm => Backend::Llm(llm()?),
+        BackendKind::Ensemble => Backend::Ensemble(EnsembleBackend {
+            embedded: EmbeddedBackend::new(model),
+            llm: llm()?,
+        }),
     };
     let limits = Limits {
         max_concurrency: args.max_concurrency.max(1),
@@ -202,37 +241,36 @@ fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         let metrics = tokio::net::TcpListener::bind(&args.metrics_listen)
             .await
             .map_err(|e| format!("binding metrics {}: {e}", args.metrics_listen))?;
-        // Test harnesses bind port 0 and read these lines to learn the ports.
-        println!("listening on {}", grpc.local_addr()?);
-        println!("metrics on {}", metrics.local_addr()?);
-        server::serve(backend, limits, grpc, metrics, shutdown_signal()).await?;
+        let shutdown = shutdown_signal()?;
+        // Test harnesses bind port 0 and read these lines to learn the ports; a closed
+        // stdout must not stop the service.
+        let mut out = std::io::stdout();
+        let _ = writeln!(out, "listening on {}", grpc.local_addr()?);
+        let _ = writeln!(out, "metrics on {}", metrics.local_addr()?);
+        server::serve(backend, limits, grpc, metrics, shutdown).await?;
         eprintln!("sluice-judge: drained, exiting");
         Ok::<(), Box<dyn std::error::Error>>(())
     })
 }
 
-/// Resolves on SIGTERM (Kubernetes, Envoy's parent) or Ctrl-C.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Resolves on SIGTERM (Kubernetes, Envoy's parent) or Ctrl-C. The handlers are installed
+/// when this is called, before the "listening" line, so an early SIGTERM is not lost.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()> + Send + 'static> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    Ok(async move {
+        #[cfg(unix)]
+        let term = async move {
+            term.recv().await;
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            _ = term => {},
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
+    })
 }
-
 struct BenchPlan {
     target: Option<String>,
     texts: Vec<String>,

@@ -112,9 +112,16 @@ impl JudgeService {
         )
         .await
         .map_err(|_| deadline_exceeded())?;
+        let (judged, absorbed) = judged;
+        if absorbed.is_some() {
+            self.metrics.backend_error();
+        }
         match judged {
             Ok(j) => {
-                self.cache.put(key, j.clone());
+                // A degraded ensemble answer is not cached: the LLM may be back next time.
+                if absorbed.is_none() {
+                    self.cache.put(key, j.clone());
+                }
                 Ok(response(j, false))
             }
             Err(e) => {

@@ -206,11 +206,13 @@ fn binary_exits_cleanly_on_sigterm() {
         .spawn()
         .expect("spawn sluice-judge");
     let stdout = child.stdout.take().expect("stdout");
+    let mut reader = BufReader::new(stdout);
     let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("read first line");
+    reader.read_line(&mut line).expect("read first line");
     assert!(line.starts_with("listening on 127.0.0.1:"), "{line:?}");
+    line.clear();
+    reader.read_line(&mut line).expect("read second line");
+    assert!(line.starts_with("metrics on 127.0.0.1:"), "{line:?}");
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

@@ -2,6 +2,8 @@
 //! the set is closed and the calls are async.
 
 pub mod embedded;
+pub mod ensemble;
+pub mod llm;
 
 use std::time::Instant;
 
@@ -27,6 +29,8 @@ pub enum BackendError {
 
 pub enum Backend {
     Embedded(embedded::EmbeddedBackend),
+    Llm(llm::LlmBackend),
+    Ensemble(ensemble::EnsembleBackend),
 }
 
 impl Backend {
@@ -34,18 +38,26 @@ impl Backend {
     pub fn name(&self) -> &'static str {
         match self {
             Backend::Embedded(_) => "embedded",
+            Backend::Llm(_) => "llm",
+            Backend::Ensemble(_) => "ensemble",
         }
     }
 
     /// Classifies `normalised` text (the service normalises once, for the cache key too).
+    /// The second value is a failure that was absorbed (the ensemble's LLM), for metrics.
     pub async fn classify(
         &self,
         normalised: &str,
-        _kind: TextKind,
-        _deadline: Instant,
-    ) -> Result<Judgement, BackendError> {
+        kind: TextKind,
+        deadline: Instant,
+    ) -> (Result<Judgement, BackendError>, Option<BackendError>) {
         match self {
-            Backend::Embedded(b) => Ok(b.classify(normalised)),
+            Backend::Embedded(b) => (Ok(b.classify(normalised)), None),
+            Backend::Llm(b) => (b.classify(normalised, kind, deadline).await, None),
+            Backend::Ensemble(b) => {
+                let (j, absorbed) = b.classify(normalised, kind, deadline).await;
+                (Ok(j), absorbed)
+            }
         }
     }
 }
