@@ -19,9 +19,20 @@ train-judge: build-judge
 eval-judge: build-judge
 	$(JUDGE_BIN) eval --data $(DATA_DIR)
 
-# Loopback load, bounded (4000 requests or 10 s closed loop, then 500 requests at 50 req/s).
-bench-judge: build-judge
-	$(JUDGE_BIN) bench --data $(DATA_DIR)
+# Loopback load per backend, bounded (closed loop: 4000 requests or 10 s; then 500 requests at
+# 50 req/s). The llm and ensemble runs use the fake provider as the LLM, so they measure the
+# judge's own overhead plus loopback HTTP, not a real model's latency.
+JUDGE_BENCH_REPLY := {"categories": {"prompt_injection": 0.9, "jailbreak": 0.0, "data_exfiltration": 0.0, "harmful_request": 0.0, "pii_disclosure": 0.0}, "reason": "bench"}
+bench-judge: build-judge build-fake-provider
+	$(JUDGE_BIN) bench --data $(DATA_DIR) --backend embedded
+	@set -e; out=$$(mktemp); \
+	$(CARGO_TARGET_DIR)/debug/sluice-fake-provider --listen 127.0.0.1:0 > $$out & pid=$$!; \
+	trap 'kill $$pid 2>/dev/null; rm -f $$out' EXIT; \
+	for i in $$(seq 50); do grep -q 'listening on' $$out && break; sleep 0.1; done; \
+	addr=$$(sed -n 's/^listening on //p' $$out); \
+	curl -sf -X PUT --data-raw '$(JUDGE_BENCH_REPLY)' http://$$addr/_fake/reply > /dev/null; \
+	$(JUDGE_BIN) bench --data $(DATA_DIR) --backend llm --llm-url http://$$addr/v1 --max-requests 2000; \
+	$(JUDGE_BIN) bench --data $(DATA_DIR) --backend ensemble --llm-url http://$$addr/v1
 
 run-judge: build-judge
 	$(JUDGE_BIN) serve

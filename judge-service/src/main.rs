@@ -85,9 +85,15 @@ enum Command {
     Bench {
         #[arg(long, env = "SLUICE_DATA_DIR", default_value = "../shared/data")]
         data: PathBuf,
-        /// Bench an already running judge (e.g. an LLM-backed one) instead of an in-process one.
+        /// Bench an already running judge instead of an in-process one.
         #[arg(long)]
         target: Option<String>,
+        /// Backend of the in-process judge.
+        #[arg(long, value_enum, default_value = "embedded")]
+        backend: BackendKind,
+        /// OpenAI-compatible base URL for the llm / ensemble backends (e.g. the fake provider).
+        #[arg(long, env = "SLUICE_JUDGE_LLM_URL")]
+        llm_url: Option<String>,
         #[arg(long, default_value_t = 8)]
         clients: usize,
         #[arg(long, default_value_t = 4000)]
@@ -141,6 +147,8 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         Command::Bench {
             data,
             target,
+            backend,
+            llm_url,
             clients,
             max_requests,
             max_seconds,
@@ -155,8 +163,30 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                     .collect();
             let texts = bench::texts(&seeds, max_requests.max(rate_requests), text_bytes);
             let rt = tokio::runtime::Runtime::new()?;
+            let model = LinearModel::shipped()?;
+            let llm = || -> Result<LlmBackend, Box<dyn std::error::Error>> {
+                Ok(LlmBackend::new(LlmConfig {
+                    url: llm_url
+                        .clone()
+                        .ok_or("--llm-url is needed for this backend")?,
+                    model: "bench".into(),
+                    api_key: None,
+                    timeout: std::time::Duration::from_secs(10),
+                    retries: 0,
+                    threshold: 0.5,
+                })?)
+            };
+            let backend = match backend {
+                BackendKind::Embedded => Backend::Embedded(EmbeddedBackend::new(model)),
+                BackendKind::Llm => Backend::Llm(llm()?),
+                BackendKind::Ensemble => Backend::Ensemble(EnsembleBackend {
+                    embedded: EmbeddedBackend::new(model),
+                    llm: llm()?,
+                }),
+            };
             rt.block_on(run_bench(BenchPlan {
                 target,
+                backend,
                 texts,
                 clients,
                 max_requests,
@@ -273,6 +303,7 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()> + 
 }
 struct BenchPlan {
     target: Option<String>,
+    backend: Backend,
     texts: Vec<String>,
     clients: usize,
     max_requests: usize,
@@ -282,6 +313,10 @@ struct BenchPlan {
 }
 
 async fn run_bench(plan: BenchPlan) -> Result<(), Box<dyn std::error::Error>> {
+    let backend_name = match plan.target {
+        Some(_) => "remote",
+        None => plan.backend.name(),
+    };
     let (addr, stop) = match plan.target {
         Some(t) => (t, None),
         None => {
@@ -289,7 +324,7 @@ async fn run_bench(plan: BenchPlan) -> Result<(), Box<dyn std::error::Error>> {
             let metrics = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
             let addr = format!("http://{}", grpc.local_addr()?);
             let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-            let backend = Backend::Embedded(EmbeddedBackend::new(LinearModel::shipped()?));
+            let backend = plan.backend;
             // Cache off: every request is a cold classification.
             let limits = Limits {
                 cache_entries: 0,
@@ -305,7 +340,8 @@ async fn run_bench(plan: BenchPlan) -> Result<(), Box<dyn std::error::Error>> {
         .connect()
         .await?;
     println!(
-        "bench target {addr}, {} B texts, cache cold",
+        "bench target {addr} ({}), {} B texts, cache cold",
+        backend_name,
         plan.texts.first().map_or(0, |t| t.len())
     );
     let s = bench::closed_loop(
