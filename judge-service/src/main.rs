@@ -118,7 +118,7 @@ enum Command {
         out: PathBuf,
         #[arg(long, default_value_t = 18)]
         dims_log2: u32,
-        #[arg(long, default_value_t = 12)]
+        #[arg(long, default_value_t = 25)]
         epochs: usize,
     },
     /// Print recall and false-positive rate per source (held-out dev part and test file).

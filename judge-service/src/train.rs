@@ -31,7 +31,7 @@ impl Default for TrainConfig {
             data_dir: PathBuf::from("../shared/data"),
             out: PathBuf::from("judge-service/model/ngram-lr-v1.bin"),
             dims_log2: 18,
-            epochs: 12,
+            epochs: 25,
             learning_rate: 0.25,
             l2: 2e-7,
             target_fpr: 0.02,
