@@ -1,0 +1,101 @@
+//! Loading the labelled JSONL data and the deterministic held-out split by source used by
+//! training (threshold choice) and evaluation.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::features::hash64;
+use crate::normalize::normalize;
+
+/// Training rows: the dev file. Never train on [`TEST_FILE`].
+pub const DEV_FILE: &str = "prompt_injection_dev.jsonl";
+/// In-distribution test split, used only by evaluation.
+pub const TEST_FILE: &str = "prompt_injection_dev_test.jsonl";
+/// One row in five of each source is held out (by a hash of its normalised text, so
+/// duplicate texts always land on the same side).
+pub const HOLDOUT_MODULUS: u64 = 5;
+const SPLIT_SEED: u64 = 0x005e_ed0f_5105;
+
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Row {
+    pub text: String,
+    pub label: u8,
+    pub source: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error("reading {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path} line {line}: {source}")]
+    Json {
+        path: String,
+        line: usize,
+        source: serde_json::Error,
+    },
+}
+
+pub fn load(path: &Path) -> Result<Vec<Row>, DataError> {
+    let text = std::fs::read_to_string(path).map_err(|source| DataError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l).map_err(|source| DataError::Json {
+                path: path.display().to_string(),
+                line: i + 1,
+                source,
+            })
+        })
+        .collect()
+}
+
+/// True when the row belongs to the held-out part of the dev data.
+pub fn is_held_out(row: &Row) -> bool {
+    hash64(SPLIT_SEED, normalize(&row.text).as_bytes()).is_multiple_of(HOLDOUT_MODULUS)
+}
+
+/// Per-source confusion counts.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Counts {
+    pub tp: usize,
+    pub fn_: usize,
+    pub fp: usize,
+    pub tn: usize,
+}
+
+impl Counts {
+    pub fn add(&mut self, label: u8, predicted: bool) {
+        match (label == 1, predicted) {
+            (true, true) => self.tp += 1,
+            (true, false) => self.fn_ += 1,
+            (false, true) => self.fp += 1,
+            (false, false) => self.tn += 1,
+        }
+    }
+    pub fn recall(&self) -> Option<f64> {
+        let p = self.tp + self.fn_;
+        (p > 0).then(|| self.tp as f64 / p as f64)
+    }
+    pub fn fpr(&self) -> Option<f64> {
+        let n = self.fp + self.tn;
+        (n > 0).then(|| self.fp as f64 / n as f64)
+    }
+}
+
+/// Counts per source for rows scored with `scores` against `threshold`.
+pub fn counts_by_source(rows: &[&Row], scores: &[f32], threshold: f32) -> BTreeMap<String, Counts> {
+    let mut by: BTreeMap<String, Counts> = BTreeMap::new();
+    for (row, &s) in rows.iter().zip(scores) {
+        by.entry(row.source.clone())
+            .or_default()
+            .add(row.label, s >= threshold);
+    }
+    by
+}

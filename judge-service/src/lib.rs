@@ -1,0 +1,20 @@
+//! Sluice judge: a gRPC service that classifies LLM prompts, answers and documents for
+//! prompt injection and jailbreaks, with an embedded learned model, an LLM-as-judge backend
+//! and an ensemble of the two. `main.rs` is the thin CLI over this library.
+
+pub mod backend;
+pub mod bench;
+pub mod cache;
+pub mod data;
+pub mod eval;
+pub mod features;
+pub mod metrics;
+pub mod model;
+pub mod normalize;
+pub mod server;
+pub mod train;
+
+/// Code generated from `proto/sluice/judge/v1/judge.proto`.
+pub mod proto {
+    tonic::include_proto!("sluice.judge.v1");
+}
