@@ -187,3 +187,53 @@ def fake(fake_provider):
     fake_provider.reset()
     yield fake_provider
     fake_provider.reset()
+
+
+class Judge:
+    """Handle on a running ``sluice-judge serve`` (real gRPC on loopback)."""
+
+    def __init__(self, process: ManagedProcess, addr: str, metrics_addr: str):
+        self.process = process
+        self.addr = addr
+        self.port = int(addr.rsplit(":", 1)[1])
+        self.metrics_url = f"http://{metrics_addr}/metrics"
+
+    def metric(self, name: str) -> float:
+        """Sum of a Prometheus metric's samples (all label sets)."""
+        text = requests.get(self.metrics_url, timeout=10).text
+        total = 0.0
+        for line in text.splitlines():
+            if line.startswith(name) and not line.startswith("#"):
+                head, _, value = line.rpartition(" ")
+                if head == name or head.startswith(name + "{"):
+                    total += float(value)
+        return total
+
+
+def judge_binary() -> pathlib.Path:
+    explicit = os.environ.get("SLUICE_JUDGE")
+    if explicit:
+        return pathlib.Path(explicit)
+    target = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", REPO_ROOT / "target"))
+    return target / "release" / "sluice-judge"
+
+
+def start_judge(listen: str = "127.0.0.1:0") -> Judge:
+    process = ManagedProcess(
+        [judge_binary(), "serve", "--listen", listen, "--metrics-listen", "127.0.0.1:0"],
+        ready=r"^metrics on (\S+)",
+        name="sluice-judge",
+    )
+    metrics = process.start()
+    grpc = next(m.group(1) for m in map(re.compile(r"^listening on (\S+)").match, process.lines) if m)
+    return Judge(process, grpc, metrics.group(1))
+
+
+@pytest.fixture(scope="session")
+def judge():
+    """The judge service with its embedded classifier, shared by the session."""
+    service = start_judge()
+    try:
+        yield service
+    finally:
+        service.process.stop()

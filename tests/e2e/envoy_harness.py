@@ -53,15 +53,19 @@ def shipped_plugin_config() -> dict:
 class Envoy:
     """One Envoy process; `url` is its listener, `admin` its admin endpoint."""
 
-    def __init__(self, provider_port: int, plugin_config=None, raw_plugin_config=None, with_filter=True):
+    def __init__(self, provider_port: int, plugin_config=None, raw_plugin_config=None, with_filter=True,
+                 judge_port=None):
         config = yaml.safe_load(SHIPPED_CONFIG.read_text())
         self.port, self.admin_port = free_port(), free_port()
         config["admin"]["address"]["socket_address"]["port_value"] = self.admin_port
         config["static_resources"]["listeners"][0]["address"]["socket_address"]["port_value"] = self.port
         for cluster in config["static_resources"]["clusters"]:
+            endpoint = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
             if cluster["name"] == "provider":
-                endpoint = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
                 endpoint["address"]["socket_address"]["port_value"] = provider_port
+            elif cluster["name"] == "judge":
+                # No judge given: a port nobody listens on, so calls fail fast (status 14).
+                endpoint["address"]["socket_address"]["port_value"] = judge_port or free_port()
         wasm = _wasm_filter(config)
         wasm["vm_config"]["code"]["local"]["filename"] = str(wasm_path())
         if plugin_config is not None:

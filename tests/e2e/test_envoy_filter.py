@@ -19,21 +19,21 @@ def provider_port(fake_provider) -> int:
 
 
 @pytest.fixture(scope="module")
-def envoy(fake_provider):
-    proxy = Envoy(provider_port(fake_provider)).start()
+def envoy(fake_provider, judge):
+    proxy = Envoy(provider_port(fake_provider), judge_port=judge.port).start()
     yield proxy
     proxy.stop()
 
 
 @pytest.fixture
-def envoy_with(fake_provider):
+def envoy_with(fake_provider, judge):
     """Starts an Envoy whose plugin configuration is the shipped one updated with `changes`."""
     started = []
 
     def start(**changes):
         config = shipped_plugin_config()
         config.update(changes)
-        proxy = Envoy(provider_port(fake_provider), plugin_config=config).start()
+        proxy = Envoy(provider_port(fake_provider), plugin_config=config, judge_port=judge.port).start()
         started.append(proxy)
         return proxy
 

