@@ -24,4 +24,9 @@ test-istio: build-filter oci-tool
 	cargo test --manifest-path $(OCI_MANIFEST)
 	@mkdir -p build
 	$(OCI_TOOL) $(WASM) build/sluice-filter-oci.check.tar --tag $(OCI_TAG) --check-sha256 $(WASMPLUGIN)
+	@# skopeo, another OCI implementation, must read the same digest and copy the image unchanged.
+	test "sha256:$$(skopeo inspect --raw oci-archive:build/sluice-filter-oci.check.tar | sha256sum | cut -d' ' -f1)" \
+	    = "sha256:$$(sed -n 's/^ *sha256: *"\?\([0-9a-f]*\)"\?.*/\1/p' $(WASMPLUGIN))"
+	rm -rf build/sluice-filter-oci.check && skopeo copy -q --preserve-digests \
+	    oci-archive:build/sluice-filter-oci.check.tar oci:build/sluice-filter-oci.check:$(OCI_TAG)
 	node istio/validate/validate.mjs $(CURDIR)

@@ -114,10 +114,20 @@ function envoySluiceConfig() {
   throw new Error("envoy/envoy.yaml has no http filter named sluice");
 }
 
-const rendered = execFileSync("kubectl", ["kustomize", path.join(root, "istio")], {
-  encoding: "utf8",
-});
-const objs = yaml.loadAll(rendered).filter((o) => o !== null && o !== undefined);
+/** The rendered kustomization; without kubectl, its resource files as they are (no labels). */
+function render() {
+  const dir = path.join(root, "istio");
+  try {
+    return execFileSync("kubectl", ["kustomize", dir], { encoding: "utf8" });
+  } catch (e) {
+    if (e.code !== "ENOENT") throw e;
+    console.error("istio: kubectl not found; reading the kustomization's resources without kustomize");
+    const k = yaml.load(readFileSync(path.join(dir, "kustomization.yaml"), "utf8"));
+    return k.resources.map((r) => readFileSync(path.join(dir, r), "utf8")).join("\n---\n");
+  }
+}
+
+const objs = yaml.loadAll(render()).filter((o) => o !== null && o !== undefined);
 const envoyConfig = envoySluiceConfig();
 
 for (const o of objs) {

@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
 # Installs the offline Istio manifest validator's npm packages into istio/validate/node_modules
-# (git-ignored). Quick when they are already there; needs node, npm and kubectl.
+# (git-ignored), and skopeo. Quick when they are already there; also needs kubectl.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 dir=istio/validate
 stamp=$dir/node_modules/.sluice-installed
-if [ -f "$stamp" ] && [ "$stamp" -nt "$dir/package.json" ]; then
+if [ -f "$stamp" ] && [ "$stamp" -nt "$dir/package-lock.json" ] && command -v skopeo >/dev/null; then
     exit 0
 fi
 missing=()
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
+# skopeo: an independent OCI implementation that reads and copies the image in `make test-istio`.
+command -v skopeo >/dev/null || missing+=(skopeo)
 if ((${#missing[@]})); then
     printf 'setup: installing %s with apt\n' "${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
@@ -20,5 +22,5 @@ if ((${#missing[@]})); then
 fi
 command -v kubectl >/dev/null || printf 'setup: warning: kubectl not found; make test-istio renders istio/ with it\n' >&2
 printf 'setup: installing the Istio manifest validator (npm)\n'
-(cd "$dir" && npm install --no-audit --no-fund --loglevel=error >/dev/null)
+(cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 touch "$stamp"
