@@ -3,11 +3,13 @@
 // Renders istio/ with `kubectl kustomize` (no cluster needed) and checks every rendered object
 // against the schemas generated from Istio's CRDs (@kubernetes-models/istio, Istio 1.29) and
 // Kubernetes' OpenAPI (kubernetes-models); then checks what ties the objects together (judge
-// cluster name, plugin configuration equal to the Envoy one, TLS origination for each provider).
+// cluster name, plugin configuration equal to the Envoy one, TLS origination for each provider),
+// and has real Envoy load the filter (build/sluice_filter.wasm) with the WasmPlugin's pluginConfig.
 // Finally it feeds broken copies to the same checks, so a validator that accepts anything fails.
 
 import { execFileSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { isDeepStrictEqual } from "node:util";
 import yaml from "js-yaml";
@@ -136,9 +138,68 @@ for (const o of objs) {
 }
 crossChecks(objs, envoyConfig, fail);
 
+/**
+ * Runs `envoy --mode validate` on envoy/envoy.yaml with the WasmPlugin's pluginConfig in place of
+ * the filter's configuration and the judge's Istio cluster name added: validation loads the
+ * module and runs its on_configure, so the real filter parses the Istio settings. Null when
+ * Envoy accepts them, else Envoy's complaint.
+ */
+function envoyRejects(pluginConfig) {
+  const envoy = yaml.load(readFileSync(path.join(root, "envoy/envoy.yaml"), "utf8"));
+  for (const l of envoy.static_resources.listeners)
+    for (const chain of l.filter_chains)
+      for (const f of chain.filters)
+        for (const h of f.typed_config?.http_filters ?? [])
+          if (h.name === "sluice") {
+            h.typed_config.config.configuration.value = JSON.stringify(pluginConfig);
+            h.typed_config.config.vm_config.code.local.filename = path.join(root, "build/sluice_filter.wasm");
+          }
+  const judge = pluginConfig.judge?.cluster;
+  if (judge)
+    envoy.static_resources.clusters.push({
+      name: judge,
+      type: "STATIC",
+      connect_timeout: "1s",
+      typed_extension_protocol_options: {
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+          "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+          explicit_http_config: { http2_protocol_options: {} },
+        },
+      },
+      load_assignment: {
+        cluster_name: judge,
+        endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: "127.0.0.1", port_value: 50051 } } } }] }],
+      },
+    });
+  const dir = mkdtempSync(path.join(os.tmpdir(), "sluice-istio-"));
+  const file = path.join(dir, "envoy.json");
+  writeFileSync(file, JSON.stringify(envoy));
+  try {
+    const bin = execFileSync(path.join(root, "scripts/envoy-bin"), { encoding: "utf8" }).trim();
+    execFileSync(bin, ["--mode", "validate", "-c", file, "--log-level", "warn"], { encoding: "utf8", stdio: "pipe" });
+    return null;
+  } catch (e) {
+    return `${e.message}\n${e.stdout ?? ""}${e.stderr ?? ""}`.split("\n").slice(-12).join("\n");
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const plugin = objs.find((o) => o.kind === "WasmPlugin");
+const envoyChecks = process.env.SLUICE_ISTIO_SKIP_ENVOY !== "1";
+if (plugin && envoyChecks) {
+  const err = envoyRejects(plugin.spec.pluginConfig ?? {});
+  if (err) fail(`${name(plugin)} pluginConfig in Envoy`, err);
+  const broken = structuredClone(plugin.spec.pluginConfig ?? {});
+  broken.judge = { ...broken.judge, timeout_ms: 0 };
+  const why = envoyRejects(broken);
+  if (process.env.SLUICE_ISTIO_VERBOSE) console.error(why);
+  if (!why?.includes("judge.timeout_ms"))
+    fail("self-test", "Envoy did not refuse a pluginConfig with judge.timeout_ms 0 for that reason");
+}
+
 // Self-test: each broken copy must be rejected, by the schema or by the cross checks.
 const clone = (x) => structuredClone(x);
-const plugin = objs.find((o) => o.kind === "WasmPlugin");
 const mutants = [
   ["failStrategy FAIL_SOMETIMES", (os) => (os.find((o) => o.kind === "WasmPlugin").spec.failStrategy = "FAIL_SOMETIMES")],
   ["phase BEFORE_ROUTER", (os) => (os.find((o) => o.kind === "WasmPlugin").spec.phase = "BEFORE_ROUTER")],
@@ -168,5 +229,6 @@ if (problems.length) {
 }
 console.log(
   `istio: ${objs.length} objects valid (${Object.entries(kinds).map(([k, n]) => `${n} ${k}`).join(", ")}); ` +
-    `${mutants.length} broken copies rejected`,
+    `${mutants.length} broken copies rejected; ` +
+    (envoyChecks ? "Envoy loads the filter with pluginConfig and refuses a broken one" : "Envoy check skipped"),
 );
