@@ -4,7 +4,6 @@
 OCI_TAG ?= 0.1.0
 OCI_TAR := build/sluice-filter-oci.tar
 OCI_TOOL := $(CARGO_TARGET_DIR)/release/sluice-wasm-oci
-OCI_MANIFEST := istio/wasm-oci/Cargo.toml
 WASMPLUGIN := istio/wasmplugin.yaml
 
 TEST_TARGETS += test-istio
@@ -12,16 +11,14 @@ TEST_TARGETS += test-istio
 .PHONY: oci oci-tool test-istio
 
 oci-tool:
-	cargo build --release --manifest-path $(OCI_MANIFEST)
+	cargo build --release -p sluice-wasm-oci
 
 # Same module, same bytes: the tarball has fixed timestamps, so the digest only moves with the filter.
 oci: build-filter oci-tool
 	$(OCI_TOOL) $(WASM) $(OCI_TAR) --tag $(OCI_TAG) --write-sha256 $(WASMPLUGIN)
 
+# The packer's own fmt, clippy and unit tests run with the workspace's (`lint`, `test-unit`).
 test-istio: build-filter oci-tool
-	cargo fmt --manifest-path $(OCI_MANIFEST) -- --check
-	cargo clippy --manifest-path $(OCI_MANIFEST) --all-targets -- -D warnings
-	cargo test --manifest-path $(OCI_MANIFEST)
 	@mkdir -p build
 	$(OCI_TOOL) $(WASM) build/sluice-filter-oci.check.tar --tag $(OCI_TAG) --check-sha256 $(WASMPLUGIN)
 	@# skopeo, another OCI implementation, must read the same digest and copy the image unchanged.

@@ -63,9 +63,13 @@ function crossChecks(objs, envoyConfig, report) {
     const ports = (spec.match ?? []).flatMap((m) => (m.ports ?? []).map((x) => x.number));
     if (!ports.includes(80)) report(name(p), "match does not cover port 80 (cleartext leg)");
     const cfg = spec.pluginConfig ?? {};
+    // The judge's cluster name differs by design (Envoy's static `judge` vs Istio's outbound one).
     const { judge, ...rest } = cfg;
-    if (!isDeepStrictEqual(rest, envoyConfig))
+    const { judge: envoyJudge, ...envoyRest } = envoyConfig;
+    if (!isDeepStrictEqual(rest, envoyRest))
       report(name(p), "pluginConfig (without judge) differs from envoy/envoy.yaml's configuration");
+    if (envoyJudge && judge && (judge.timeout_ms !== envoyJudge.timeout_ms || judge.failure !== envoyJudge.failure))
+      report(name(p), "pluginConfig.judge timeout_ms/failure differ from envoy/envoy.yaml's");
     if (judgeSvc) {
       const grpc = (judgeSvc.spec.ports ?? []).find((x) => x.name === "grpc");
       const want = `outbound|${grpc?.port}||${judgeSvc.metadata.name}.${judgeSvc.metadata.namespace}.svc.cluster.local`;
