@@ -25,6 +25,8 @@ help:
 	@echo "make demo   - build and run Envoy + filter + fake provider in the foreground"
 	@echo "make test   - install what is missing, then run every check"
 	@echo "make bench  - whole-stack wrk benchmark (loopback)"
+	@echo "make eval   - detection quality per source over ../shared/data"
+	@echo "make oci    - pack the filter as an OCI Wasm image and write its digest into istio/wasmplugin.yaml"
 
 setup:
 	@scripts/setup.sh

@@ -73,15 +73,15 @@ def stream_once(url: str, prompt: str) -> tuple:
     return (first - start) * 1e6, (end - start) * 1e6
 
 
-def stream_bench(port: int) -> None:
+def stream_bench(port: int, judge_port: int) -> None:
     """Streamed answers: without the filter, through it with nothing to restore, and with a
     placeholder to restore in every answer. Sequential requests, medians."""
     plain = "Tell me a short story about a lighthouse keeper and the sea, in five sentences."
     with_email = plain + " Sign it for jane.doe@example.com."
     cases = [
         ("envoy, no filter", dict(with_filter=False), plain),
-        ("filter, pass-through", dict(plugin_config=shipped_plugin_config()), plain),
-        ("filter, restoring", dict(plugin_config=shipped_plugin_config()), with_email),
+        ("filter, pass-through", dict(plugin_config=shipped_plugin_config(), judge_port=judge_port), plain),
+        ("filter, restoring", dict(plugin_config=shipped_plugin_config(), judge_port=judge_port), with_email),
     ]
     print(f"\nStreamed chat answers (~{len(plain) + 10} chars in 4-char deltas, 1 ms apart), "
           f"{STREAM_REQUESTS} sequential requests, medians")
@@ -104,12 +104,18 @@ def main():
     provider = subprocess.Popen([str(target / "release" / "sluice-fake-provider"), "--listen", f"127.0.0.1:{port}"],
                                 stdout=subprocess.PIPE, text=True)
     provider.stdout.readline()
-    detectors_off = shipped_plugin_config()
-    detectors_off["detectors"] = {name: {"action": "off"} for name in detectors_off["detectors"]}
+    judge = subprocess.Popen([str(target / "release" / "sluice-judge"), "serve", "--listen", "127.0.0.1:0",
+                              "--metrics-listen", "127.0.0.1:0"], stdout=subprocess.PIPE, text=True)
+    judge_port = int(judge.stdout.readline().strip().rsplit(":", 1)[1])
+    no_judge = shipped_plugin_config()
+    no_judge.pop("judge", None)
+    detectors_off = dict(no_judge)
+    detectors_off["detectors"] = {name: {"action": "off"} for name in no_judge["detectors"]}
     variants = {
         "envoy, no filter": dict(with_filter=False),
         "filter, detectors off": dict(plugin_config=detectors_off),
-        "filter, detectors on": dict(plugin_config=shipped_plugin_config()),
+        "filter, detectors on": dict(plugin_config=no_judge),
+        "filter + judge (shipped)": dict(plugin_config=shipped_plugin_config(), judge_port=judge_port),
     }
     results = {name: [] for name in variants}
     with tempfile.TemporaryDirectory() as tmp:
@@ -125,9 +131,10 @@ def main():
                     finally:
                         envoy.stop()
             report(results)
-            stream_bench(port)
+            stream_bench(port, judge_port)
         finally:
             provider.terminate()
+            judge.terminate()
 
 
 def report(results: dict) -> None:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs the demo stack in the foreground: fake provider on 127.0.0.1:18080, Envoy with the Sluice
-# filter on 127.0.0.1:10000 (admin 127.0.0.1:9901). Ctrl-C stops everything.
+# Runs the demo stack in the foreground: fake provider on 127.0.0.1:18080, the judge on
+# 127.0.0.1:50051 (metrics 127.0.0.1:9464), Envoy with the Sluice filter on 127.0.0.1:10000
+# (admin 127.0.0.1:9901). Ctrl-C stops everything.
 # This shell stays Envoy's parent on purpose: Envoy exits when its parent does (PR_SET_PDEATHSIG).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +15,8 @@ trap cleanup EXIT INT TERM
 
 "$target/debug/sluice-fake-provider" --listen 127.0.0.1:18080 &
 pids+=($!)
+"$target/release/sluice-judge" serve --listen 127.0.0.1:50051 --metrics-listen 127.0.0.1:9464 &
+pids+=($!)
 "$(scripts/envoy-bin)" -c envoy/envoy.yaml --log-level warn --component-log-level wasm:info &
 pids+=($!)
 
@@ -24,7 +27,8 @@ done
 
 cat <<'TXT'
 
-Sluice demo is up: Envoy + Sluice filter on 127.0.0.1:10000, fake provider on 127.0.0.1:18080.
+Sluice demo is up: Envoy + Sluice filter on 127.0.0.1:10000, judge on 127.0.0.1:50051
+(metrics: curl 127.0.0.1:9464/metrics), fake provider on 127.0.0.1:18080.
 
   # allowed
   curl -s 127.0.0.1:10000/v1/chat/completions -H 'content-type: application/json' \
