@@ -76,8 +76,10 @@ def stream_once(url: str, prompt: str) -> tuple:
 def stream_bench(port: int, judge_port: int) -> None:
     """Streamed answers: without the filter, through it with nothing to restore, and with a
     placeholder to restore in every answer. Sequential requests, medians."""
-    plain = "Tell me a short story about a lighthouse keeper and the sea, in five sentences."
-    with_email = plain + " Sign it for jane.doe@example.com."
+    story = "Tell me a short story about a lighthouse keeper and the sea, in five sentences."
+    # Same length, so both answers stream the same number of deltas.
+    plain = story + " Sign it for jane.doe at example."
+    with_email = story + " Sign it for jane.doe@example.com."
     cases = [
         ("envoy, no filter", dict(with_filter=False), plain),
         ("filter, pass-through", dict(plugin_config=shipped_plugin_config(), judge_port=judge_port), plain),

@@ -2,5 +2,7 @@
 # `make bench`: whole-stack wrk benchmark (see scripts/bench.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release -p sluice-fake-provider -p sluice-judge
+# The judge is built by `make build`; built separately, crates keep their own feature sets
+# (building both in one command would unify them and rebuild everything).
+cargo build --release -p sluice-fake-provider
 exec python3 scripts/bench.py

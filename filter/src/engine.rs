@@ -17,6 +17,20 @@ pub const PARSE_ERROR: &str = "parse_error";
 /// Name reported when a request's token cap was over the configured limit.
 pub const MAX_TOKENS: &str = "max_tokens";
 
+/// The detectors `Detectors::scan_prompt` and `Detectors::scan_answer` run.
+const PROMPT_DETECTORS: [DetectorId; 3] = [
+    DetectorId::PromptInjection,
+    DetectorId::Pii,
+    DetectorId::Secrets,
+];
+const ANSWER_DETECTORS: [DetectorId; 5] = [
+    DetectorId::OutputScript,
+    DetectorId::OutputExfiltration,
+    DetectorId::OutputRefusal,
+    DetectorId::Pii,
+    DetectorId::Secrets,
+];
+
 pub struct Engine {
     pub config: Config,
     detectors: Detectors,
@@ -174,7 +188,7 @@ impl Engine {
         let policy = self.policy(ex);
         let judge = self.judge(ex);
         let token_limit = self.token_limit(ex);
-        if !policy.any_enabled() && judge.is_none() && token_limit.is_none() {
+        if !policy.any_enabled(&PROMPT_DETECTORS) && judge.is_none() && token_limit.is_none() {
             return BodyDecision::Pass;
         }
         let Ok(text) = std::str::from_utf8(body) else {
@@ -298,15 +312,10 @@ impl Engine {
         BodyDecision::Rewrite(json::rewrite(text, &slots).into_bytes())
     }
 
-    /// Whether a streamed answer needs to be looked at at all: placeholders to restore, or an
-    /// output check switched on. When not, streams pass with no processing.
-    pub fn inspects_stream(&self, ex: &Exchange) -> bool {
-        let policy = self.policy(ex);
-        !ex.vault.is_empty()
-            || DetectorId::ALL
-                .into_iter()
-                .filter(|id| !matches!(id, DetectorId::PromptInjection))
-                .any(|id| policy.is_enabled(id))
+    /// Whether an answer needs to be looked at at all: placeholders to restore, or a check on
+    /// answers switched on. When not, answers pass with no buffering or processing.
+    pub fn inspects_answer(&self, ex: &Exchange) -> bool {
+        !ex.vault.is_empty() || self.policy(ex).any_enabled(&ANSWER_DETECTORS)
     }
 
     /// Processes one chunk of a streamed (SSE) answer; returns the bytes to send on. Bytes of an
@@ -739,6 +748,23 @@ mod tests {
             let want = parts.concat().replace("<EMAIL_1>", "jane@example.com");
             proptest::prop_assert_eq!(assembled(&whole), want);
         }
+    }
+
+    #[test]
+    fn answers_are_skipped_when_nothing_would_look_at_them() {
+        let off = r#"{"detectors":{"output_script":{"action":"off"},"output_exfiltration":{"action":"off"},
+            "output_refusal":{"action":"off"},"pii":{"action":"off"},"secrets":{"action":"off"}}}"#;
+        let e = engine(off);
+        let ex = e.start("/v1/chat/completions").unwrap();
+        assert!(!e.inspects_answer(&ex));
+        let e = engine("");
+        let ex = e.start("/v1/chat/completions").unwrap();
+        assert!(e.inspects_answer(&ex), "output checks are on by default");
+        // Redaction on: placeholders will come back and must be restored.
+        let e = engine(&off.replace(r#""pii":{"action":"off"}"#, r#""pii":{"action":"redact"}"#));
+        let mut ex = e.start("/v1/chat/completions").unwrap();
+        let _ = e.inspect_request(&mut ex, &chat("mail jane@example.com"), "r");
+        assert!(!ex.vault.is_empty() && e.inspects_answer(&ex));
     }
 
     #[test]

@@ -114,9 +114,9 @@ impl Policy {
         self.get(id).mode != Mode::Off
     }
 
-    /// True when no detector runs on prompts, so request bodies need no parsing at all.
-    pub fn any_enabled(&self) -> bool {
-        DetectorId::ALL.into_iter().any(|id| self.is_enabled(id))
+    /// Whether any of `ids` is switched on: when none is, the texts they scan need no parsing.
+    pub fn any_enabled(&self, ids: &[DetectorId]) -> bool {
+        ids.iter().any(|id| self.is_enabled(*id))
     }
 }
 

@@ -305,11 +305,12 @@ impl HttpContext for Stream {
         if end_of_stream || encoded {
             return Flow::Continue;
         }
+        if !self.engine.inspects_answer(ex) {
+            return Flow::Continue;
+        }
         if content_type.starts_with("text/event-stream") {
-            if self.engine.inspects_stream(ex) {
-                self.answer = Answer::Stream;
-                remove_header(map, "content-length");
-            }
+            self.answer = Answer::Stream;
+            remove_header(map, "content-length");
         } else if content_type.contains("json") {
             self.answer = Answer::Buffer;
             remove_header(map, "content-length");
