@@ -3,8 +3,7 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::json::collect_content;
-use super::json::{cap_slot, object_open, string_slot};
+use super::json::{cap_slot, collect_content, collect_messages, object_open, string_slot, Message};
 use super::{ParseError, ParsedRequest, StreamEvent, TokenCap};
 use crate::model::{Role, TextSlot};
 
@@ -22,14 +21,6 @@ struct Request<'a> {
     max_tokens: Option<&'a RawValue>,
 }
 
-#[derive(Deserialize)]
-struct Message<'a> {
-    #[serde(default)]
-    role: Option<String>,
-    #[serde(borrow, default)]
-    content: Option<&'a RawValue>,
-}
-
 pub fn parse_request(body: &str) -> Result<ParsedRequest, ParseError> {
     let req: Request = serde_json::from_str(body)?;
     if req.messages.is_empty() {
@@ -39,12 +30,7 @@ pub fn parse_request(body: &str) -> Result<ParsedRequest, ParseError> {
     if let Some(system) = req.system {
         collect_content(body, system, Role::System, &mut texts)?;
     }
-    for msg in &req.messages {
-        let role = Role::from_name(msg.role.as_deref().unwrap_or("user"));
-        if let Some(content) = msg.content {
-            collect_content(body, content, role, &mut texts)?;
-        }
-    }
+    collect_messages(body, &req.messages, &mut texts)?;
     Ok(ParsedRequest {
         texts,
         model: req.model,

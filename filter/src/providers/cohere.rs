@@ -3,8 +3,7 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::json::collect_content;
-use super::json::{cap_slot, object_open};
+use super::json::{cap_slot, collect_content, collect_messages, object_open, Message};
 use super::{ParseError, ParsedRequest, StreamEvent, TokenCap};
 use crate::model::{Role, TextSlot};
 
@@ -23,26 +22,13 @@ struct Request<'a> {
     max_tokens: Option<&'a RawValue>,
 }
 
-#[derive(Deserialize)]
-struct Message<'a> {
-    #[serde(default)]
-    role: Option<String>,
-    #[serde(borrow, default)]
-    content: Option<&'a RawValue>,
-}
-
 pub fn parse_request(body: &str) -> Result<ParsedRequest, ParseError> {
     let req: Request = serde_json::from_str(body)?;
     if req.messages.is_empty() {
         return Err(ParseError::UnknownShape("Cohere Chat"));
     }
     let mut texts = Vec::new();
-    for msg in &req.messages {
-        let role = Role::from_name(msg.role.as_deref().unwrap_or("user"));
-        if let Some(content) = msg.content {
-            collect_content(body, content, role, &mut texts)?;
-        }
-    }
+    collect_messages(body, &req.messages, &mut texts)?;
     for raw in &req.documents {
         collect_document(body, raw, &mut texts)?;
     }

@@ -95,6 +95,50 @@ mod tests {
     }
 }
 
+/// A chat message as OpenAI (and the servers copying it), Anthropic and Cohere write it.
+#[derive(serde::Deserialize)]
+pub struct Message<'a> {
+    #[serde(default)]
+    pub role: Option<String>,
+    #[serde(borrow, default)]
+    pub content: Option<&'a RawValue>,
+    /// Earlier tool calls replayed in the conversation: their arguments can carry data too.
+    #[serde(borrow, default)]
+    tool_calls: Vec<ToolCall<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct ToolCall<'a> {
+    #[serde(borrow, default)]
+    function: Option<Function<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct Function<'a> {
+    #[serde(borrow, default)]
+    arguments: Option<&'a RawValue>,
+}
+
+/// Collects the texts of chat messages: their content by role, and tool-call arguments.
+pub fn collect_messages(
+    body: &str,
+    messages: &[Message],
+    out: &mut Vec<TextSlot>,
+) -> Result<(), ParseError> {
+    for msg in messages {
+        let role = Role::from_name(msg.role.as_deref().unwrap_or("user"));
+        if let Some(content) = msg.content {
+            collect_content(body, content, role, out)?;
+        }
+        for call in &msg.tool_calls {
+            if let Some(arguments) = call.function.as_ref().and_then(|f| f.arguments) {
+                out.extend(string_slot(body, arguments, Role::Assistant)?);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// One element of a content array, in any of the shapes the providers use: text parts,
 /// tool results (with nested content), function call outputs and text documents.
 #[derive(serde::Deserialize)]

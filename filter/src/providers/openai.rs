@@ -4,7 +4,7 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::json::{cap_slot, collect_content, object_open, string_slot};
+use super::json::{cap_slot, collect_content, collect_messages, object_open, string_slot, Message};
 use super::{Api, ParseError, ParsedRequest, StreamEvent, TokenCap};
 use crate::model::{Role, TextSlot};
 
@@ -35,46 +35,13 @@ struct Request<'a> {
     max_output_tokens: Option<&'a RawValue>,
 }
 
-#[derive(Deserialize)]
-struct Message<'a> {
-    #[serde(default)]
-    role: Option<String>,
-    #[serde(borrow, default)]
-    content: Option<&'a RawValue>,
-    /// Earlier tool calls replayed in the conversation: their arguments can carry data too.
-    #[serde(borrow, default)]
-    tool_calls: Vec<ToolCall<'a>>,
-}
-
-#[derive(Deserialize)]
-struct ToolCall<'a> {
-    #[serde(borrow, default)]
-    function: Option<Function<'a>>,
-}
-
-#[derive(Deserialize)]
-struct Function<'a> {
-    #[serde(borrow, default)]
-    arguments: Option<&'a RawValue>,
-}
-
 pub fn parse_request(api: Api, body: &str) -> Result<ParsedRequest, ParseError> {
     let req: Request = serde_json::from_str(body)?;
     if req.messages.is_empty() && req.input.is_none() && req.prompt.is_none() {
         return Err(ParseError::UnknownShape("OpenAI"));
     }
     let mut texts = Vec::new();
-    for msg in &req.messages {
-        let role = Role::from_name(msg.role.as_deref().unwrap_or("user"));
-        if let Some(content) = msg.content {
-            collect_content(body, content, role, &mut texts)?;
-        }
-        for call in &msg.tool_calls {
-            if let Some(arguments) = call.function.as_ref().and_then(|f| f.arguments) {
-                texts.extend(string_slot(body, arguments, Role::Assistant)?);
-            }
-        }
-    }
+    collect_messages(body, &req.messages, &mut texts)?;
     if let Some(instructions) = req.instructions {
         texts.extend(string_slot(body, instructions, Role::System)?);
     }
