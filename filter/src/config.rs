@@ -24,6 +24,8 @@ pub struct Config {
     /// Bodies larger than this are not buffered: they follow `on_parse_error`. Keep it at or
     /// below Envoy's buffer limit, or Envoy answers 413 first.
     pub max_body_bytes: usize,
+    /// Answers whose text grows past this many bytes fire `output_length` (streams included).
+    pub max_answer_bytes: Option<usize>,
     pub policy: Policy,
     pub routes: Vec<Route>,
     /// The judge service, if configured; it applies to every route that does not opt out.
@@ -100,6 +102,8 @@ struct RawConfig {
     block_status: Option<u16>,
     #[serde(default)]
     max_body_bytes: Option<usize>,
+    #[serde(default)]
+    max_answer_bytes: Option<usize>,
     #[serde(default)]
     detectors: BTreeMap<String, RawDetector>,
     #[serde(default)]
@@ -232,6 +236,9 @@ impl Config {
         if max_body_bytes == 0 {
             return Err(ConfigError::new("max_body_bytes", "must be positive"));
         }
+        if raw.max_answer_bytes == Some(0) {
+            return Err(ConfigError::new("max_answer_bytes", "must be positive"));
+        }
         let policy = apply_detectors(Policy::default(), &raw.detectors, "detectors")?;
         let max_tokens = raw
             .max_tokens
@@ -271,6 +278,7 @@ impl Config {
             },
             block_status,
             max_body_bytes,
+            max_answer_bytes: raw.max_answer_bytes,
             policy,
             routes,
             judge,

@@ -289,6 +289,17 @@ impl Engine {
         let mut blocked_by = None;
         let mut changed = Vec::new();
         let mut findings = Vec::new();
+        if let Some(max_bytes) = self.config.max_answer_bytes {
+            let total: usize = slots.iter().map(|s| s.text.len()).sum();
+            if total > max_bytes {
+                self.apply(
+                    policy,
+                    &[length_finding()],
+                    &mut ex.verdict,
+                    &mut blocked_by,
+                );
+            }
+        }
         for slot in slots {
             findings.clear();
             self.detectors.scan_answer(&slot.text, &mut findings);
@@ -315,7 +326,10 @@ impl Engine {
     /// Whether an answer needs to be looked at at all: placeholders to restore, or a check on
     /// answers switched on. When not, answers pass with no buffering or processing.
     pub fn inspects_answer(&self, ex: &Exchange) -> bool {
-        !ex.vault.is_empty() || self.policy(ex).any_enabled(&ANSWER_DETECTORS)
+        let policy = self.policy(ex);
+        let length_limited =
+            self.config.max_answer_bytes.is_some() && policy.is_enabled(DetectorId::OutputLength);
+        !ex.vault.is_empty() || length_limited || policy.any_enabled(&ANSWER_DETECTORS)
     }
 
     /// Processes one chunk of a streamed (SSE) answer; returns the bytes to send on. Bytes of an
@@ -373,9 +387,15 @@ impl Engine {
         let mut findings = Vec::new();
         for slot in &read.deltas {
             ex.answer_stream.slide(&slot.text);
+            ex.answer_stream.answer_bytes += slot.text.len();
             findings.clear();
             self.detectors
                 .scan_answer(&ex.answer_stream.window, &mut findings);
+            if let Some(max_bytes) = self.config.max_answer_bytes {
+                if ex.answer_stream.answer_bytes > max_bytes {
+                    findings.push(length_finding());
+                }
+            }
             let mut blocked_by = None;
             // Text already sent cannot be masked: in streams, `redact` on answers reports only.
             let _ = self.apply(policy, &findings, &mut ex.verdict, &mut blocked_by);
@@ -502,6 +522,17 @@ impl Engine {
             status,
             body: providers::error_body(ex.endpoint.provider, status, policy, &message),
         }
+    }
+}
+
+/// The `output_length` finding. Its span is empty: length is a property of the whole answer,
+/// with nothing in it to mask.
+fn length_finding() -> Finding {
+    Finding {
+        detector: DetectorId::OutputLength,
+        kind: "TOO_LONG",
+        span: 0..0,
+        score: 1.0,
     }
 }
 
@@ -748,6 +779,34 @@ mod tests {
             let want = parts.concat().replace("<EMAIL_1>", "jane@example.com");
             proptest::prop_assert_eq!(assembled(&whole), want);
         }
+    }
+
+    #[test]
+    fn answer_length_limit_applies_to_whole_and_streamed_answers() {
+        let e =
+            engine(r#"{"max_answer_bytes":20,"detectors":{"output_length":{"action":"block"}}}"#);
+        let mut ex = e.start("/v1/chat/completions").unwrap();
+        let long =
+            br#"{"choices":[{"message":{"role":"assistant","content":"twenty-one bytes long"}}]}"#;
+        let BodyDecision::Block { body, .. } = e.inspect_answer(&mut ex, long, "r") else {
+            panic!("long answer not blocked");
+        };
+        assert!(body.contains("output_length"));
+        let short =
+            br#"{"choices":[{"message":{"role":"assistant","content":"twenty bytes exactly"}}]}"#;
+        let mut ex = e.start("/v1/chat/completions").unwrap();
+        assert_eq!(e.inspect_answer(&mut ex, short, "r"), BodyDecision::Pass);
+
+        let mut ex = e.start("/v1/chat/completions").unwrap();
+        let out = e.stream_chunk(
+            &mut ex,
+            &openai_stream(&["0123456789", "0123456789", "x", "never sent"]),
+            true,
+            "r",
+        );
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains(r#""code":"output_length""#), "{text}");
+        assert!(!text.contains("never sent") && text.matches("0123456789").count() == 2);
     }
 
     #[test]

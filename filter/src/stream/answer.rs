@@ -22,6 +22,8 @@ pub struct AnswerStream {
     pub(crate) window: String,
     /// Set once an error event ended the stream: later bytes are dropped.
     pub stopped: bool,
+    /// Answer text bytes seen so far, for the answer length limit.
+    pub(crate) answer_bytes: usize,
 }
 
 #[derive(Debug)]
