@@ -32,6 +32,15 @@ pub struct Config {
     pub judge: Option<JudgeConfig>,
     /// Cap on the answer length a request may ask for (routes may override).
     pub max_tokens: Option<TokenLimit>,
+    pub audit: AuditConfig,
+}
+
+/// Who the caller is in audit events, and the salt their identity is hashed with.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AuditConfig {
+    /// Request header naming the caller; without it, the mTLS peer principal (Istio).
+    pub user_header: Option<String>,
+    pub salt: String,
 }
 
 /// A cap on `max_tokens` (and its per-API equivalents): the first line of defence against
@@ -112,6 +121,17 @@ struct RawConfig {
     judge: Option<RawJudge>,
     #[serde(default)]
     max_tokens: Option<RawTokenLimit>,
+    #[serde(default)]
+    audit: Option<RawAudit>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    #[serde(default)]
+    user_header: Option<String>,
+    #[serde(default)]
+    salt: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -283,6 +303,13 @@ impl Config {
             routes,
             judge,
             max_tokens,
+            audit: raw
+                .audit
+                .map(|a| AuditConfig {
+                    user_header: a.user_header.map(|h| h.to_ascii_lowercase()),
+                    salt: a.salt.unwrap_or_default(),
+                })
+                .unwrap_or_default(),
         })
     }
 

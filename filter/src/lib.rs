@@ -5,6 +5,7 @@
 //! values for placeholders and back, `policy` and `config` say what to do, and `engine` runs
 //! the pipeline for one exchange.
 
+pub mod audit;
 pub mod config;
 pub mod detect;
 pub mod engine;

@@ -77,6 +77,11 @@ class Envoy:
             filters = hcm["typed_config"]["http_filters"]
             hcm["typed_config"]["http_filters"] = [f for f in filters if f["name"] != "sluice"]
         self.dir = tempfile.TemporaryDirectory(prefix="sluice-envoy-")
+        self.audit_path = Path(self.dir.name) / "audit.log"
+        hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+        for log in hcm.get("access_log", []):
+            if log["name"] == "sluice_audit":
+                log["typed_config"]["path"] = str(self.audit_path)
         self.config_path = Path(self.dir.name) / "envoy.yaml"
         self.config_path.write_text(yaml.safe_dump(config))
         self.log_path = Path(self.dir.name) / "envoy.log"
@@ -121,6 +126,15 @@ class Envoy:
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def audit_events(self, expect: int, timeout=10.0) -> list:
+        """The audit trail's JSON documents, waiting until at least `expect` are written."""
+        deadline = time.monotonic() + timeout
+        while True:
+            lines = self.audit_path.read_text().splitlines() if self.audit_path.exists() else []
+            if len(lines) >= expect or time.monotonic() > deadline:
+                return [json.loads(line) for line in lines]
+            time.sleep(0.05)
 
     def stats(self, prefix="wasmcustom.sluice") -> dict:
         text = requests.get(f"{self.admin}/stats", params={"filter": prefix}, timeout=5).text

@@ -8,6 +8,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action as Flow, BufferType, MapType};
 
+use crate::audit;
 use crate::engine::{BodyDecision, Engine, Exchange};
 use crate::judge;
 use crate::policy::Action;
@@ -39,6 +40,9 @@ pub struct Stream {
     answer: Answer,
     /// The judge call this request waits for.
     judge_token: Option<u32>,
+    path: String,
+    /// The caller's identity for audit events, unhashed (hashed when the event is written).
+    user: Option<String>,
 }
 
 impl Stream {
@@ -54,6 +58,8 @@ impl Stream {
             blocked: false,
             answer: Answer::Pass,
             judge_token: None,
+            path: String::new(),
+            user: None,
         }
     }
 
@@ -107,9 +113,36 @@ impl Stream {
         format!("sluice-{nanos:x}-{}", self.context_id)
     }
 
+    /// Hands the exchange's audit event to Envoy (filter state `wasm.sluice_audit`), where the
+    /// access log picks it up. Written again as the verdict grows; the last one stands.
+    fn record_audit(&self) {
+        let Some(ex) = &self.exchange else {
+            return;
+        };
+        let now_ms = hostcalls::get_current_time()
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_millis() as u64);
+        let ctx = audit::Context {
+            request_id: &self.request_id,
+            path: &self.path,
+            user: self.user.as_deref(),
+            route: self.engine.route_name(ex),
+            now_ms,
+        };
+        let event = audit::event(ex, &ctx, &self.engine.config.audit.salt);
+        if let Err(e) = hostcalls::set_property(vec!["sluice_audit"], Some(event.as_bytes())) {
+            log::warn!(
+                "request {}: audit event not recorded: {e:?}",
+                self.request_id
+            );
+        }
+    }
+
     /// Sends the local answer for a blocked exchange.
     fn answer_locally(&mut self, status: u16, body: &str) {
         self.blocked = true;
+        self.record_audit();
         let mut headers = vec![
             ("content-type", "application/json".to_owned()),
             ("x-request-id", self.request_id.clone()),
@@ -163,6 +196,38 @@ impl Stream {
             }
         }
         Flow::Continue
+    }
+
+    /// The answer body, per how the response headers said to handle it.
+    fn answer_body(&mut self, size: usize, end_of_stream: bool) -> Flow {
+        if self.answer == Answer::Stream {
+            return self.stream_answer(size, end_of_stream);
+        }
+        if self.answer != Answer::Buffer {
+            return Flow::Continue;
+        }
+        if size > self.engine.config.max_body_bytes {
+            log::warn!(
+                "request {}: answer over {} bytes passed uninspected",
+                self.request_id,
+                self.engine.config.max_body_bytes
+            );
+            self.answer = Answer::Pass;
+            return Flow::Continue;
+        }
+        if !end_of_stream {
+            return Flow::Pause;
+        }
+        self.answer = Answer::Pass;
+        let (engine, request_id) = (Rc::clone(&self.engine), self.request_id.clone());
+        let Some(ex) = self.exchange.as_mut() else {
+            return Flow::Continue;
+        };
+        let decision = match hostcalls::get_buffer(BufferType::HttpResponseBody, 0, size) {
+            Ok(body) => engine.inspect_answer(ex, &body.unwrap_or_default(), &request_id),
+            Err(_) => BodyDecision::Pass,
+        };
+        self.apply(BufferType::HttpResponseBody, size, decision)
     }
 
     fn decide_request(&mut self, size: usize) -> BodyDecision {
@@ -262,6 +327,15 @@ impl HttpContext for Stream {
             return Flow::Continue;
         };
         self.exchange = Some(exchange);
+        self.path = path;
+        self.user = match &self.engine.config.audit.user_header {
+            Some(name) => header(map, name),
+            None => hostcalls::get_property(vec!["source", "principal"])
+                .ok()
+                .flatten()
+                .and_then(|b| String::from_utf8(b).ok())
+                .filter(|p| !p.is_empty()),
+        };
         self.metrics.request();
         self.request_id = header(map, "x-request-id").unwrap_or_else(|| self.fresh_request_id());
         self.request_encoding =
@@ -296,6 +370,7 @@ impl HttpContext for Stream {
         let Some(ex) = &self.exchange else {
             return Flow::Continue;
         };
+        self.record_audit();
         let map = MapType::HttpResponseHeaders;
         for (name, value) in self.verdict_headers() {
             let _ = hostcalls::set_map_value(map, name, Some(&value));
@@ -319,34 +394,12 @@ impl HttpContext for Stream {
     }
 
     fn on_http_response_body(&mut self, size: usize, end_of_stream: bool) -> Flow {
-        if self.answer == Answer::Stream {
-            return self.stream_answer(size, end_of_stream);
+        let flow = self.answer_body(size, end_of_stream);
+        if end_of_stream {
+            // Output checks may have added to the verdict.
+            self.record_audit();
         }
-        if self.answer != Answer::Buffer {
-            return Flow::Continue;
-        }
-        if size > self.engine.config.max_body_bytes {
-            log::warn!(
-                "request {}: answer over {} bytes passed uninspected",
-                self.request_id,
-                self.engine.config.max_body_bytes
-            );
-            self.answer = Answer::Pass;
-            return Flow::Continue;
-        }
-        if !end_of_stream {
-            return Flow::Pause;
-        }
-        self.answer = Answer::Pass;
-        let (engine, request_id) = (Rc::clone(&self.engine), self.request_id.clone());
-        let Some(ex) = self.exchange.as_mut() else {
-            return Flow::Continue;
-        };
-        let decision = match hostcalls::get_buffer(BufferType::HttpResponseBody, 0, size) {
-            Ok(body) => engine.inspect_answer(ex, &body.unwrap_or_default(), &request_id),
-            Err(_) => BodyDecision::Pass,
-        };
-        self.apply(BufferType::HttpResponseBody, size, decision)
+        flow
     }
 
     fn on_log(&mut self) {

@@ -1,0 +1,143 @@
+//! Audit events: one Elastic Common Schema document per inspected exchange, with OpenTelemetry
+//! GenAI fields (`gen_ai.*`) and Sluice's verdict. The adapter hands it to Envoy (filter state
+//! `wasm.sluice_audit`), whose JSON access log writes it; raw prompts and secrets never appear.
+
+use sha2::{Digest, Sha256};
+
+use crate::engine::Exchange;
+use crate::policy::Action;
+
+/// What the adapter knows about the exchange beyond the engine's view.
+pub struct Context<'a> {
+    pub request_id: &'a str,
+    pub path: &'a str,
+    /// The caller's identity as configured (a header value or the mTLS principal), unhashed.
+    pub user: Option<&'a str>,
+    pub route: Option<&'a str>,
+    /// Milliseconds since the Unix epoch.
+    pub now_ms: u64,
+}
+
+/// Hashes a user identity with the configured salt: stable per user, not reversible.
+pub fn hash_user(salt: &str, user: &str) -> String {
+    let digest = Sha256::new()
+        .chain_update(salt.as_bytes())
+        .chain_update([0u8])
+        .chain_update(user.as_bytes())
+        .finalize();
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The ECS document for an exchange.
+pub fn event(ex: &Exchange, ctx: &Context, salt: &str) -> String {
+    let verdict = &ex.verdict;
+    let (kind, outcome, kind_type) = match verdict.action {
+        Action::Allow => ("event", "success", "access"),
+        Action::Alert | Action::Redact => ("alert", "success", "access"),
+        Action::Block => ("alert", "failure", "denied"),
+    };
+    let mut doc = serde_json::json!({
+        "@timestamp": timestamp(ctx.now_ms),
+        "ecs": { "version": "8.11.0" },
+        "event": {
+            "kind": kind,
+            "category": ["web"],
+            "type": [kind_type],
+            "action": verdict.action.name(),
+            "outcome": outcome,
+            "module": "sluice",
+            "dataset": "sluice.filter",
+        },
+        "http": { "request": { "id": ctx.request_id } },
+        "url": { "path": ctx.path.split('?').next().unwrap_or_default() },
+        "gen_ai": {
+            "system": ex.endpoint.provider.name(),
+            "operation": { "name": operation(ex) },
+        },
+        "sluice": {
+            "action": verdict.action.name(),
+            "detections": verdict.detections,
+            "stream": ex.stream,
+        },
+    });
+    if let Some(model) = &ex.model {
+        doc["gen_ai"]["request"] = serde_json::json!({ "model": model });
+    }
+    if let Some(user) = ctx.user {
+        doc["user"] = serde_json::json!({ "id": hash_user(salt, user) });
+    }
+    if let Some(route) = ctx.route {
+        doc["sluice"]["route"] = serde_json::json!(route);
+    }
+    doc.to_string()
+}
+
+/// The GenAI semantic conventions' operation name.
+fn operation(ex: &Exchange) -> &'static str {
+    use crate::providers::Api;
+    match ex.endpoint.api {
+        Api::Embeddings => "embeddings",
+        Api::Completions => "text_completion",
+        Api::GenerateContent => "generate_content",
+        _ => "chat",
+    }
+}
+
+/// RFC 3339 UTC with milliseconds, from milliseconds since the epoch (no clock library in wasm).
+fn timestamp(ms: u64) -> String {
+    let (secs, millis) = (ms / 1000, ms % 1000);
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (h, m, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{millis:03}Z")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::engine::Engine;
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(timestamp(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(timestamp(951_782_400_123), "2000-02-29T00:00:00.123Z");
+        assert_eq!(timestamp(1_795_392_000_000), "2026-11-23T00:00:00.000Z");
+    }
+
+    #[test]
+    fn events_carry_the_verdict_and_no_raw_values() {
+        let engine = Engine::new(Config::default());
+        let mut ex = engine.start("/v1/chat/completions").unwrap();
+        let body =
+            br#"{"model":"gpt-4o","messages":[{"role":"user","content":"mail jane@example.com"}]}"#;
+        let _ = engine.inspect_request(&mut ex, body, "r1");
+        let ctx = Context {
+            request_id: "r1",
+            path: "/v1/chat/completions?x=1",
+            user: Some("alice"),
+            route: None,
+            now_ms: 1_795_392_000_000,
+        };
+        let doc: serde_json::Value = serde_json::from_str(&event(&ex, &ctx, "pepper")).unwrap();
+        assert_eq!(doc["event"]["action"], "redact");
+        assert_eq!(doc["event"]["kind"], "alert");
+        assert_eq!(doc["sluice"]["detections"], serde_json::json!(["pii"]));
+        assert_eq!(doc["gen_ai"]["system"], "openai");
+        assert_eq!(doc["gen_ai"]["request"]["model"], "gpt-4o");
+        assert_eq!(doc["url"]["path"], "/v1/chat/completions");
+        assert_eq!(doc["user"]["id"], hash_user("pepper", "alice"));
+        assert_ne!(hash_user("pepper", "alice"), hash_user("salt", "alice"));
+        let text = doc.to_string();
+        assert!(!text.contains("jane@example.com") && !text.contains("alice"));
+    }
+}
