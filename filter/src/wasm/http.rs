@@ -407,6 +407,10 @@ impl HttpContext for Stream {
             return;
         };
         self.metrics.action(ex.verdict.action);
+        self.metrics.provider(ex.endpoint.provider.name());
+        for name in &ex.verdict.detections {
+            self.metrics.detection(name);
+        }
         if ex.verdict.detections.contains(&crate::engine::PARSE_ERROR) {
             self.metrics.parse_error();
         }

@@ -1,5 +1,8 @@
 //! Envoy stats defined by the filter (exposed as `wasmcustom.sluice_*` on the admin endpoint).
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
 
@@ -9,6 +12,9 @@ pub struct Metrics {
     requests: Option<u32>,
     by_action: [Option<u32>; 4],
     parse_errors: Option<u32>,
+    /// Counters named after a provider or a detection, defined the first time they are seen.
+    /// Their names come from fixed sets (providers, detectors), never from request data.
+    named: RefCell<HashMap<String, Option<u32>>>,
 }
 
 fn counter(name: &str) -> Option<u32> {
@@ -32,7 +38,27 @@ impl Metrics {
                 counter("sluice_action_block_total"),
             ],
             parse_errors: counter("sluice_parse_errors_total"),
+            named: RefCell::new(HashMap::new()),
         }
+    }
+
+    fn bump_named(&self, name: String) {
+        let id = *self
+            .named
+            .borrow_mut()
+            .entry(name)
+            .or_insert_with_key(|name| counter(name));
+        bump(id);
+    }
+
+    /// Requests by provider (`sluice_provider_openai_requests_total`, ...).
+    pub fn provider(&self, provider: &str) {
+        self.bump_named(format!("sluice_provider_{provider}_requests_total"));
+    }
+
+    /// Detections by name (`sluice_detection_pii_total`, `sluice_detection_judge_error_total`, ...).
+    pub fn detection(&self, name: &str) {
+        self.bump_named(format!("sluice_detection_{name}_total"));
     }
 
     pub fn request(&self) {

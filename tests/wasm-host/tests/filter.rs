@@ -189,6 +189,9 @@ fn personal_data_is_redacted_upstream_and_restored_in_the_answer() {
     );
     vm.finish(http).unwrap();
     assert_eq!(vm.metric("sluice_action_redact_total"), Some(1));
+    assert_eq!(vm.metric("sluice_provider_openai_requests_total"), Some(1));
+    assert_eq!(vm.metric("sluice_detection_pii_total"), Some(1));
+    assert_eq!(vm.metric("sluice_detection_prompt_injection_total"), None);
 }
 
 #[test]
