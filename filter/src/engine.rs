@@ -188,7 +188,7 @@ impl Engine {
         let policy = self.policy(ex);
         let judge = self.judge(ex);
         let token_limit = self.token_limit(ex);
-        if !policy.any_enabled(&PROMPT_DETECTORS) && judge.is_none() && token_limit.is_none() {
+        if !self.inspects_request(ex) {
             return BodyDecision::Pass;
         }
         let Ok(text) = std::str::from_utf8(body) else {
@@ -321,6 +321,14 @@ impl Engine {
         }
         let slots: Vec<&TextSlot> = changed.iter().collect();
         BodyDecision::Rewrite(json::rewrite(text, &slots).into_bytes())
+    }
+
+    /// Whether a request body needs to be read at all: a detector on prompts, the judge or a
+    /// token cap. When not, the body streams through without buffering.
+    pub fn inspects_request(&self, ex: &Exchange) -> bool {
+        self.policy(ex).any_enabled(&PROMPT_DETECTORS)
+            || self.judge(ex).is_some()
+            || self.token_limit(ex).is_some()
     }
 
     /// Whether an answer needs to be looked at at all: placeholders to restore, or a check on

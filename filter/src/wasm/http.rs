@@ -340,9 +340,17 @@ impl HttpContext for Stream {
         self.request_id = header(map, "x-request-id").unwrap_or_else(|| self.fresh_request_id());
         self.request_encoding =
             header(map, "content-encoding").filter(|e| !e.eq_ignore_ascii_case("identity"));
-        // The body may be rewritten, so its length is no longer known; and answers must come
-        // back uncompressed to be inspected and restored.
-        remove_header(map, "content-length");
+        let inspects_request = self
+            .exchange
+            .as_ref()
+            .is_some_and(|ex| self.engine.inspects_request(ex));
+        if inspects_request {
+            // The body may be rewritten, so its length is no longer known.
+            remove_header(map, "content-length");
+        } else {
+            self.request_inspected = true;
+        }
+        // Answers must come back uncompressed to be inspected and restored.
         remove_header(map, "accept-encoding");
         Flow::Continue
     }

@@ -434,3 +434,23 @@ fn the_vm_survives_hostile_bodies() {
         Action::Continue
     );
 }
+
+#[test]
+fn with_nothing_to_look_for_the_request_streams_through_unbuffered() {
+    let off = r#"{"detectors":{"prompt_injection":{"action":"off"},"pii":{"action":"off"},"secrets":{"action":"off"}}}"#;
+    let mut vm = vm(off);
+    let http = post(&mut vm, CHAT);
+    assert_eq!(
+        vm.stream(http).request_header("content-length"),
+        Some("123")
+    );
+    assert_eq!(
+        vm.request_body(http, b"{\"messages\":", false).unwrap(),
+        Action::Continue
+    );
+    assert_eq!(
+        vm.request_body(http, b"[]}", true).unwrap(),
+        Action::Continue
+    );
+    assert_eq!(vm.stream(http).upstream_body, b"{\"messages\":[]}");
+}
