@@ -185,12 +185,12 @@ impl Engine {
         body: &[u8],
         request_id: &str,
     ) -> BodyDecision {
-        let policy = self.policy(ex);
-        let judge = self.judge(ex);
-        let token_limit = self.token_limit(ex);
         if !self.inspects_request(ex) {
             return BodyDecision::Pass;
         }
+        let policy = self.policy(ex);
+        let judge = self.judge(ex);
+        let token_limit = self.token_limit(ex);
         let Ok(text) = std::str::from_utf8(body) else {
             return self.cannot_inspect(ex, ParseError::NotUtf8, request_id);
         };

@@ -106,10 +106,7 @@ impl Stream {
     }
 
     fn fresh_request_id(&self) -> String {
-        let nanos = hostcalls::get_current_time()
-            .ok()
-            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_nanos());
+        let nanos = since_epoch().as_nanos();
         format!("sluice-{nanos:x}-{}", self.context_id)
     }
 
@@ -119,10 +116,7 @@ impl Stream {
         let Some(ex) = &self.exchange else {
             return;
         };
-        let now_ms = hostcalls::get_current_time()
-            .ok()
-            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_millis() as u64);
+        let now_ms = since_epoch().as_millis() as u64;
         let ctx = audit::Context {
             request_id: &self.request_id,
             path: &self.path,
@@ -275,6 +269,14 @@ impl Stream {
             },
         }
     }
+}
+
+/// The host's clock; zero if it cannot be read (ids and timestamps then degrade, nothing fails).
+fn since_epoch() -> Duration {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .unwrap_or_default()
 }
 
 fn header(map: MapType, name: &str) -> Option<String> {
