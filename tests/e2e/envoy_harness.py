@@ -54,8 +54,8 @@ class Envoy:
     """One Envoy process; `url` is its listener, `admin` its admin endpoint."""
 
     def __init__(self, provider_port: int, plugin_config=None, raw_plugin_config=None, with_filter=True,
-                 judge_port=None):
-        config = yaml.safe_load(SHIPPED_CONFIG.read_text())
+                 judge_port=None, config_path=SHIPPED_CONFIG, cluster_ports=None):
+        config = yaml.safe_load(Path(config_path).read_text())
         self.port, self.admin_port = free_port(), free_port()
         config["admin"]["address"]["socket_address"]["port_value"] = self.admin_port
         config["static_resources"]["listeners"][0]["address"]["socket_address"]["port_value"] = self.port
@@ -66,6 +66,8 @@ class Envoy:
             elif cluster["name"] == "judge":
                 # No judge given: a port nobody listens on, so calls fail fast (status 14).
                 endpoint["address"]["socket_address"]["port_value"] = judge_port or free_port()
+            elif cluster["name"] in (cluster_ports or {}):
+                endpoint["address"]["socket_address"]["port_value"] = cluster_ports[cluster["name"]]
         wasm = _wasm_filter(config)
         wasm["vm_config"]["code"]["local"]["filename"] = str(wasm_path())
         if plugin_config is not None:
