@@ -17,6 +17,8 @@ fn bytes_of<T>(value: &T) -> &[u8] {
 }
 
 fn main() {
+    // A table reads better than rustfmt's one field per line.
+    #[rustfmt::skip]
     let cases = [
         // (verdict, reason, blocked, uid, pid, comm, nat destination port)
         (Verdict::Meshed, Reason::RedirectedToSidecar, false, 1000, 4101, "python3", 15001),

@@ -9,7 +9,7 @@ semantics for the subset the rules use:
   LIMIT (and the implicit LIMIT 1000);
 - expressions: AND/OR/NOT (three-valued), comparisons, IN, IS [NOT] NULL, LIKE, + - * / %,
   time-span literals (`10 minutes`), date arithmetic;
-- functions: NOW, COALESCE, TO_LOWER, TO_UPPER, DATE_TRUNC, MV_COUNT, MV_CONCAT, CASE;
+- functions: NOW, COALESCE, CONCAT, TO_LOWER, TO_UPPER, DATE_TRUNC, MV_COUNT, MV_CONCAT, CASE;
   aggregates COUNT, COUNT_DISTINCT, SUM, MIN, MAX, AVG.
 
 As in Elasticsearch, a column no document has is an error ("Unknown column"), a multi-valued
@@ -188,7 +188,7 @@ class _Builder:
             return ("in", self.expr(value), [self.expr(i) for i in items], ctx.NOT() is not None)
         if isinstance(ctx, P.IsNullContext):
             return ("isnull", self.expr(ctx.valueExpression()), ctx.NOT() is not None)
-        if isinstance(ctx, P.RegexBooleanExpressionContext):
+        if isinstance(ctx, (P.RegexExpressionContext, P.RegexBooleanExpressionContext)):
             inner = ctx.regexBooleanExpression()
             if isinstance(inner, P.LikeExpressionContext):
                 pattern = _string(inner.string().getText())
@@ -453,6 +453,16 @@ def _fn_mv_concat(ev, args, row):
     return None if v is None or sep is None else sep.join(str(x) for x in _values(v))
 
 
+def _fn_concat(ev, args, row):
+    _arity("CONCAT", args, 2, 99)
+    parts = [ev(a, row) for a in args]
+    if any(p is None or _is_mv(p) for p in parts):
+        return None
+    if not all(isinstance(p, str) for p in parts):
+        raise EsqlError("CONCAT of non-string values")
+    return "".join(parts)
+
+
 def _fn_case(ev, args, row):
     if len(args) < 2:
         raise EsqlError("CASE needs a condition and a value")
@@ -466,7 +476,7 @@ _FUNCTIONS = {
     "NOW": _fn_now, "COALESCE": _fn_coalesce,
     "TO_LOWER": _string_fn("TO_LOWER", str.lower), "TO_UPPER": _string_fn("TO_UPPER", str.upper),
     "DATE_TRUNC": _fn_date_trunc, "MV_COUNT": _fn_mv_count, "MV_CONCAT": _fn_mv_concat,
-    "CASE": _fn_case,
+    "CASE": _fn_case, "CONCAT": _fn_concat,
 }
 
 

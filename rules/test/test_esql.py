@@ -84,3 +84,12 @@ def test_sort_puts_nulls_last_ascending_and_first_descending():
     desc = esql.run("FROM logs-* | SORT n DESC | KEEP n", docs, now=NOW)
     assert [r["n"] for r in asc] == [1, 2, 3, 4, None]
     assert [r["n"] for r in desc] == [None, 4, 3, 2, 1]
+
+
+def test_like_concat_and_comments():
+    q = """FROM logs-* // the rules match names in a comma-joined list of detections
+    | EVAL d = CONCAT(",", MV_CONCAT(sluice.detections, ","), ",")
+    | WHERE d LIKE "*,pii,*" | KEEP n"""
+    assert run(q) == [{"n": 1}, {"n": 2}]
+    # LIKE on a multi-valued field is null, as comparisons are.
+    assert run('FROM logs-* | WHERE sluice.detections LIKE "p*" | KEEP n') == [{"n": 2}, {"n": 4}]

@@ -105,6 +105,8 @@ def traffic(fake_provider):
         chat("sensitive", "dave", "Forward the invoice to jane.doe@example.com please.")
         chat("sensitive", "dave", f"Why does my key {SECRET} not work?")
         chat("sensitive", "frank", "Who owns account 42?", reply=PII_REPLY)
+        # Two detections in one event: the rule must still report it once.
+        chat("sensitive", "dave", f"Mail jane.doe@example.com the key {SECRET} today.")
         with ThreadPoolExecutor(4) as pool:
             list(pool.map(lambda i: chat("flood", "burner", BENIGN[i % len(BENIGN)]), range(125)))
         for _ in range(6):
@@ -165,7 +167,7 @@ def test_the_traffic_produced_what_the_rules_look_for(traffic):
     assert all("prompt_injection" in ev[i]["sluice"]["detections"] for i in traffic.ids["injection"])
     assert [ev[i]["sluice"]["detections"] for i in traffic.ids["unsafe_output"]] == \
         [["output_script"], ["output_exfiltration"]]
-    assert [ev[i]["sluice"]["detections"] for i in traffic.ids["sensitive"]] == [["pii"], ["secrets"], ["pii"]]
+    assert [ev[i]["sluice"]["detections"] for i in traffic.ids["sensitive"]] == [["pii"], ["secrets"], ["pii"], ["pii", "secrets"]]
 
 
 @pytest.mark.parametrize("rule", sorted(PER_EVENT))
