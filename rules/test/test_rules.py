@@ -3,7 +3,8 @@
 Filter events: the real Envoy with the real filter (build/sluice_filter.wasm) in front of the
 fake provider, driven with benign traffic from some users and attack, data-leak, unsafe-output,
 request-flood and token-flood traffic from others; the JSON access log's ECS documents are the
-events. Probe events: the node probe's own decoding and ECS code (example `ecs_samples`).
+events. Probe events: the node probe's own decoding and ECS code (example `ecs_samples`) for
+every verdict, and, as root, the alert of a real probe run (its eBPF test in this kernel).
 Each rule's query is parsed with Elasticsearch's grammar and evaluated (rules/test/esql.py) over
 all of them: it must report exactly the exchanges or identities it targets and nothing else.
 """
@@ -207,6 +208,29 @@ def test_mesh_bypass_fires_on_bypass_and_unknown_only(traffic):
     rows = run_rule("mesh_bypass", traffic.events)
     assert {(r["event.action"], r["sluice.reason"]) for r in rows} == PROBE["mesh_bypass"]
     assert [r["sluice.enforced"] for r in rows if r["sluice.reason"] == "direct-egress"] == [True]
+
+
+@pytest.fixture(scope="module")
+def real_probe_alert():
+    """The alert of a real probe run: the probe's own test loads it into this kernel, lets an app
+    running as uid 1337 in a meshed pod connect straight to a provider address, and prints the
+    alert the probe wrote."""
+    if os.geteuid() != 0:
+        pytest.skip("a real probe run needs root (eBPF, network namespaces, cgroups), as `make test` has")
+    test = "uid_1337_app_in_a_meshed_pod_is_still_bypass"
+    out = subprocess.run(["cargo", "test", "-q", "-p", "sluice-node-probe", "--test", "mesh_bypass", "--",
+                          "--ignored", "--nocapture", "--exact", test],
+                         cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    alert, _ = json.JSONDecoder().raw_decode(out.stdout[out.stdout.index("{"):])
+    return dict(alert, _index="logs-sluice.node_probe-default", _id="probe-real-run")
+
+
+def test_mesh_bypass_fires_on_an_alert_from_a_real_probe_run(traffic, real_probe_alert):
+    filter_events = [e for e in traffic.events if e["event"]["dataset"] == "sluice.filter"]
+    rows = run_rule("mesh_bypass", filter_events + [real_probe_alert])
+    assert [(r["_id"], r["event.action"], r["sluice.reason"], r["user.id"]) for r in rows] == \
+        [("probe-real-run", "mesh-bypass", "direct-egress", "1337")]
 
 
 def test_rules_stay_silent_on_benign_traffic(traffic):
