@@ -63,6 +63,14 @@ pub fn event(ex: &Exchange, ctx: &Context, salt: &str) -> String {
     if let Some(model) = &ex.model {
         doc["gen_ai"]["request"] = serde_json::json!({ "model": model });
     }
+    // Only when an answer came: a request refused locally spent nothing.
+    if let Some(usage) = ex.usage.usage() {
+        doc["gen_ai"]["usage"] = serde_json::json!({
+            "input_tokens": usage.input,
+            "output_tokens": usage.output,
+        });
+        doc["sluice"]["usage"] = serde_json::json!({ "estimated": usage.estimated });
+    }
     if let Some(user) = ctx.user {
         doc["user"] = serde_json::json!({ "id": hash_user(salt, user) });
     }
@@ -139,5 +147,46 @@ mod tests {
         assert_ne!(hash_user("pepper", "alice"), hash_user("salt", "alice"));
         let text = doc.to_string();
         assert!(!text.contains("jane@example.com") && !text.contains("alice"));
+        assert!(doc["gen_ai"].get("usage").is_none(), "no answer, no usage");
+    }
+
+    #[test]
+    fn events_carry_token_usage_once_answered() {
+        let engine = Engine::new(Config::default());
+        let ctx = Context {
+            request_id: "r",
+            path: "/v1/messages",
+            user: None,
+            route: None,
+            now_ms: 0,
+        };
+        let mut ex = engine.start("/v1/messages").unwrap();
+        let body =
+            br#"{"model":"claude","max_tokens":9,"messages":[{"role":"user","content":"hi"}]}"#;
+        let _ = engine.inspect_request(&mut ex, body, "r");
+        ex.usage.answer_status(200);
+        let answer = br#"{"content":[{"type":"text","text":"ok"}],"usage":{"input_tokens":12,"output_tokens":3}}"#;
+        let _ = engine.inspect_answer(&mut ex, answer, "r");
+        let doc: serde_json::Value = serde_json::from_str(&event(&ex, &ctx, "")).unwrap();
+        assert_eq!(doc["gen_ai"]["usage"]["input_tokens"], 12);
+        assert_eq!(doc["gen_ai"]["usage"]["output_tokens"], 3);
+        assert_eq!(doc["sluice"]["usage"]["estimated"], false);
+
+        // No usage stated: estimated from the texts (2 bytes of prompt, 8 of answer).
+        let mut ex = engine.start("/v1/chat/completions").unwrap();
+        let _ = engine.inspect_request(
+            &mut ex,
+            br#"{"messages":[{"role":"user","content":"hi"}]}"#,
+            "r",
+        );
+        ex.usage.answer_status(200);
+        let answer = br#"{"choices":[{"message":{"role":"assistant","content":"12345678"}}]}"#;
+        let _ = engine.inspect_answer(&mut ex, answer, "r");
+        let doc: serde_json::Value = serde_json::from_str(&event(&ex, &ctx, "")).unwrap();
+        assert_eq!(
+            doc["gen_ai"]["usage"],
+            serde_json::json!({"input_tokens": 1, "output_tokens": 2})
+        );
+        assert_eq!(doc["sluice"]["usage"]["estimated"], true);
     }
 }

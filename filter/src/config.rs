@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use crate::access::{AllowList, Pattern};
+use crate::budget::Limits;
 use crate::detect::DetectorId;
 use crate::policy::{Action, DetectorPolicy, Mode, Policy};
 use crate::providers::Provider;
@@ -33,6 +35,26 @@ pub struct Config {
     /// Cap on the answer length a request may ask for (routes may override).
     pub max_tokens: Option<TokenLimit>,
     pub audit: AuditConfig,
+    /// Request header naming the calling workload for allow-lists and budgets; without it, the
+    /// mTLS source principal (`source.principal`).
+    pub identity_header: Option<String>,
+    /// Providers and models every route allows unless it has its own list.
+    pub allow: AllowList,
+    /// Requests and tokens per identity per window, for identities no workload entry gives
+    /// a budget of its own.
+    pub budget: Option<Limits>,
+    /// Per-workload allow-lists and budgets (first identity match wins).
+    pub workloads: Vec<Workload>,
+}
+
+/// What one calling workload (or a family of them, by prefix) may use and spend.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Workload {
+    pub identity: Pattern,
+    /// Applies on top of the route's list: a request must pass both.
+    pub allow: AllowList,
+    /// Replaces the top-level budget for these identities.
+    pub budget: Option<Limits>,
 }
 
 /// Who the caller is in audit events, and the salt their identity is hashed with.
@@ -82,6 +104,8 @@ pub struct Route {
     /// Overrides `JudgeConfig::failure` on this route.
     pub judge_failure: Option<Action>,
     pub max_tokens: Option<TokenLimit>,
+    /// Replaces the top-level allow-list on this route.
+    pub allow: Option<AllowList>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -123,6 +147,112 @@ struct RawConfig {
     max_tokens: Option<RawTokenLimit>,
     #[serde(default)]
     audit: Option<RawAudit>,
+    #[serde(default)]
+    identity: Option<RawIdentity>,
+    #[serde(default)]
+    allow: Option<RawAllow>,
+    #[serde(default)]
+    budget: Option<RawBudget>,
+    #[serde(default)]
+    workloads: Vec<RawWorkload>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIdentity {
+    header: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAllow {
+    #[serde(default)]
+    providers: Option<Vec<Provider>>,
+    #[serde(default)]
+    models: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBudget {
+    window_s: u64,
+    #[serde(default)]
+    requests: Option<u64>,
+    #[serde(default)]
+    tokens: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWorkload {
+    identity: String,
+    #[serde(default)]
+    allow: Option<RawAllow>,
+    #[serde(default)]
+    budget: Option<RawBudget>,
+}
+
+/// Budget windows are at most a year long.
+const MAX_WINDOW_S: u64 = 366 * 24 * 3600;
+
+fn allow_list(raw: RawAllow, at: &str) -> Result<AllowList, ConfigError> {
+    if raw.providers.as_ref().is_some_and(Vec::is_empty) {
+        return Err(ConfigError::new(
+            format!("{at}.providers"),
+            "must name at least one provider (leave it out to allow any)",
+        ));
+    }
+    let models = match raw.models {
+        None => None,
+        Some(models) if models.is_empty() => {
+            return Err(ConfigError::new(
+                format!("{at}.models"),
+                "must name at least one model (leave it out to allow any)",
+            ))
+        }
+        Some(models) => {
+            let mut patterns = Vec::with_capacity(models.len());
+            for (i, m) in models.iter().enumerate() {
+                if m.trim().is_empty() || m.strip_suffix('*').unwrap_or(m).contains('*') {
+                    return Err(ConfigError::new(
+                        format!("{at}.models[{i}]"),
+                        "must be a model name, or a prefix followed by one trailing `*`",
+                    ));
+                }
+                patterns.push(Pattern::parse(m));
+            }
+            Some(patterns)
+        }
+    };
+    Ok(AllowList {
+        providers: raw.providers,
+        models,
+    })
+}
+
+fn budget(raw: RawBudget, at: &str) -> Result<Limits, ConfigError> {
+    if !(1..=MAX_WINDOW_S).contains(&raw.window_s) {
+        return Err(ConfigError::new(
+            format!("{at}.window_s"),
+            format!("must be between 1 and {MAX_WINDOW_S} seconds"),
+        ));
+    }
+    if raw.requests.is_none() && raw.tokens.is_none() {
+        return Err(ConfigError::new(
+            at,
+            "must limit `requests`, `tokens` or both",
+        ));
+    }
+    for (name, value) in [("requests", raw.requests), ("tokens", raw.tokens)] {
+        if value == Some(0) {
+            return Err(ConfigError::new(format!("{at}.{name}"), "must be positive"));
+        }
+    }
+    Ok(Limits {
+        window_s: raw.window_s,
+        requests: raw.requests,
+        tokens: raw.tokens,
+    })
 }
 
 #[derive(Deserialize)]
@@ -230,6 +360,8 @@ struct RawRoute {
     judge_failure: Option<RawFailure>,
     #[serde(default)]
     max_tokens: Option<RawTokenLimit>,
+    #[serde(default)]
+    allow: Option<RawAllow>,
 }
 
 impl Config {
@@ -286,8 +418,49 @@ impl Config {
                     Some(t) => Some(token_limit(t, &format!("{at}.max_tokens"))?),
                     None => max_tokens,
                 },
+                allow: r
+                    .allow
+                    .map(|a| allow_list(a, &format!("{at}.allow")))
+                    .transpose()?,
             });
         }
+        let mut workloads = Vec::with_capacity(raw.workloads.len());
+        for (i, w) in raw.workloads.into_iter().enumerate() {
+            let at = format!("workloads[{i}]");
+            if w.identity.is_empty()
+                || w.identity
+                    .strip_suffix('*')
+                    .unwrap_or(&w.identity)
+                    .contains('*')
+            {
+                return Err(ConfigError::new(
+                    format!("{at}.identity"),
+                    "must be an identity, or a prefix followed by one trailing `*`",
+                ));
+            }
+            workloads.push(Workload {
+                identity: Pattern::parse(&w.identity),
+                allow: w
+                    .allow
+                    .map(|a| allow_list(a, &format!("{at}.allow")))
+                    .transpose()?
+                    .unwrap_or_default(),
+                budget: w
+                    .budget
+                    .map(|b| budget(b, &format!("{at}.budget")))
+                    .transpose()?,
+            });
+        }
+        let identity_header = match raw.identity {
+            Some(RawIdentity { header }) if header.trim().is_empty() => {
+                return Err(ConfigError::new(
+                    "identity.header",
+                    "must name a request header",
+                ))
+            }
+            Some(RawIdentity { header }) => Some(header.to_ascii_lowercase()),
+            None => None,
+        };
         let judge = raw.judge.map(parse_judge).transpose()?;
         Ok(Config {
             expose_verdict_headers: raw.expose_verdict_headers,
@@ -310,7 +483,28 @@ impl Config {
                     salt: a.salt.unwrap_or_default(),
                 })
                 .unwrap_or_default(),
+            identity_header,
+            allow: raw
+                .allow
+                .map(|a| allow_list(a, "allow"))
+                .transpose()?
+                .unwrap_or_default(),
+            budget: raw.budget.map(|b| budget(b, "budget")).transpose()?,
+            workloads,
         })
+    }
+
+    /// The workload entry for a caller's identity, if any (first match wins).
+    pub fn workload_for(&self, identity: &str) -> Option<&Workload> {
+        self.workloads.iter().find(|w| w.identity.matches(identity))
+    }
+
+    /// Whether allow-lists or budgets apply at all: only then is the caller identified.
+    pub fn controls_access(&self) -> bool {
+        self.allow != AllowList::default()
+            || self.budget.is_some()
+            || !self.workloads.is_empty()
+            || self.routes.iter().any(|r| r.allow.is_some())
     }
 
     /// The route override for a request path, if any.
@@ -476,6 +670,86 @@ mod tests {
         assert_eq!(err.field, "judge.timeout_ms");
         let err = Config::parse(br#"{"judge":{"timeout_ms":5}}"#).unwrap_err();
         assert!(err.reason.contains("cluster"), "{err}");
+    }
+
+    #[test]
+    fn access_and_budgets() {
+        let c = Config::parse(
+            br#"{"identity":{"header":"X-Workload"},
+                "allow":{"providers":["openai","anthropic"],"models":["gpt-4o-mini","claude-*"]},
+                "budget":{"window_s":60,"requests":100},
+                "routes":[{"name":"emb","path_prefix":"/v1/embeddings","allow":{"models":["text-embedding-3-small"]}}],
+                "workloads":[
+                  {"identity":"spiffe://cluster.local/ns/batch/*","budget":{"window_s":3600,"tokens":100000}},
+                  {"identity":"spiffe://cluster.local/ns/shop/sa/checkout","allow":{"providers":["openai"]}}]}"#,
+        )
+        .unwrap();
+        assert_eq!(c.identity_header.as_deref(), Some("x-workload"));
+        assert_eq!(
+            c.allow.providers,
+            Some(vec![Provider::OpenAi, Provider::Anthropic])
+        );
+        assert!(c
+            .allow
+            .check(Provider::Anthropic, Some("claude-3-5-haiku"))
+            .is_ok());
+        assert!(c.allow.check(Provider::OpenAi, Some("gpt-4o")).is_err());
+        assert_eq!(
+            c.budget,
+            Some(Limits {
+                window_s: 60,
+                requests: Some(100),
+                tokens: None
+            })
+        );
+        let batch = c
+            .workload_for("spiffe://cluster.local/ns/batch/sa/nightly")
+            .unwrap();
+        assert_eq!(batch.budget.unwrap().tokens, Some(100_000));
+        assert_eq!(batch.allow, AllowList::default());
+        assert!(c
+            .workload_for("spiffe://cluster.local/ns/other/sa/x")
+            .is_none());
+        assert!(c.routes[0].allow.is_some());
+        assert!(c.controls_access());
+        assert!(!Config::default().controls_access());
+    }
+
+    #[test]
+    fn access_and_budget_errors_name_the_field() {
+        let cases: [(&[u8], &str); 9] = [
+            (
+                br#"{"allow":{"providers":["openia"]}}"#,
+                "allow.providers[0]",
+            ),
+            (br#"{"allow":{"providers":[]}}"#, "allow.providers"),
+            (br#"{"allow":{"models":["gp*t"]}}"#, "allow.models[0]"),
+            (br#"{"allow":{"model":["x"]}}"#, "allow"),
+            (
+                br#"{"budget":{"window_s":0,"requests":1}}"#,
+                "budget.window_s",
+            ),
+            (br#"{"budget":{"window_s":60}}"#, "budget"),
+            (br#"{"budget":{"window_s":60,"tokens":0}}"#, "budget.tokens"),
+            (
+                br#"{"workloads":[{"identity":"a*b","budget":{"window_s":1,"requests":1}}]}"#,
+                "workloads[0].identity",
+            ),
+            (
+                br#"{"routes":[{"name":"r","path_prefix":"/","allow":{"models":[]}}]}"#,
+                "routes[0].allow.models",
+            ),
+        ];
+        for (input, field) in cases {
+            let err = Config::parse(input).unwrap_err();
+            assert!(
+                err.field.starts_with(field),
+                "{}: got {err}",
+                String::from_utf8_lossy(input),
+            );
+        }
+        let err = Config::parse(br#"{"allow":{"providers":["openia"]}}"#).unwrap_err();
+        assert!(err.reason.contains("unknown variant"), "{err}");
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //! values for placeholders and back, `policy` and `config` say what to do, and `engine` runs
 //! the pipeline for one exchange.
 
+pub mod access;
 pub mod audit;
+pub mod budget;
 pub mod config;
 pub mod detect;
 pub mod engine;
@@ -15,6 +17,7 @@ pub mod policy;
 pub mod providers;
 pub mod redact;
 pub mod stream;
+pub mod usage;
 
 #[cfg(target_arch = "wasm32")]
 mod wasm;

@@ -91,11 +91,11 @@ class Envoy:
         self.admin = f"http://127.0.0.1:{self.admin_port}"
         self.proc = None
 
-    def start(self, timeout=60.0, extra_args=()):
+    def start(self, timeout=60.0, extra_args=(), concurrency=1):
         log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             [envoy_binary(), "-c", str(self.config_path), "--disable-hot-restart",
-             "--log-level", "info", "--concurrency", "1", *extra_args],
+             "--log-level", "info", "--concurrency", str(concurrency), *extra_args],
             stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
         )
         deadline = time.monotonic() + timeout

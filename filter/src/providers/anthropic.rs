@@ -4,7 +4,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::json::{cap_slot, collect_content, collect_messages, object_open, string_slot, Message};
-use super::{ParseError, ParsedRequest, StreamEvent, TokenCap};
+use super::{count, ParseError, ParsedRequest, ReportedUsage, StreamEvent, TokenCap};
 use crate::model::{Role, TextSlot};
 
 #[derive(Deserialize)]
@@ -57,12 +57,59 @@ pub fn parse_answer(body: &str) -> Result<Vec<TextSlot>, ParseError> {
     Ok(texts)
 }
 
+/// Input tokens are split into fresh, cache-writing and cache-read tokens; all three were
+/// sent, so all three count as input.
+#[derive(Deserialize)]
+struct Usage {
+    #[serde(default)]
+    input_tokens: Option<f64>,
+    #[serde(default)]
+    cache_creation_input_tokens: Option<f64>,
+    #[serde(default)]
+    cache_read_input_tokens: Option<f64>,
+    #[serde(default)]
+    output_tokens: Option<f64>,
+}
+
+impl Usage {
+    fn report(&self) -> ReportedUsage {
+        let cached = [
+            self.cache_creation_input_tokens,
+            self.cache_read_input_tokens,
+        ]
+        .into_iter()
+        .filter_map(count)
+        .sum::<u64>();
+        ReportedUsage {
+            input: count(self.input_tokens).map(|n| n + cached),
+            output: count(self.output_tokens),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct WithUsage {
+    #[serde(default)]
+    usage: Option<Usage>,
+}
+
+pub fn answer_usage(body: &str) -> Result<ReportedUsage, ParseError> {
+    let answer: WithUsage = serde_json::from_str(body)?;
+    Ok(answer.usage.map(|u| u.report()).unwrap_or_default())
+}
+
 #[derive(Deserialize)]
 struct Event<'a> {
     #[serde(rename = "type", default)]
     kind: Option<String>,
     #[serde(borrow, default)]
     delta: Option<Delta<'a>>,
+    /// `message_delta`: cumulative output tokens (and, lately, input tokens too).
+    #[serde(default)]
+    usage: Option<Usage>,
+    /// `message_start`: the message so far, with the input tokens.
+    #[serde(default)]
+    message: Option<WithUsage>,
 }
 
 #[derive(Deserialize)]
@@ -76,6 +123,13 @@ struct Delta<'a> {
 pub fn stream_event(data: &str) -> Result<StreamEvent, ParseError> {
     let event: Event = serde_json::from_str(data)?;
     let mut out = StreamEvent::default();
+    if let Some(usage) = event
+        .usage
+        .as_ref()
+        .or(event.message.as_ref().and_then(|m| m.usage.as_ref()))
+    {
+        out.usage = usage.report();
+    }
     match event.kind.as_deref() {
         Some("content_block_delta") => {
             if let Some(text) = event.delta.and_then(|d| d.text) {

@@ -4,7 +4,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::json::{cap_slot, collect_content, collect_messages, object_open, Message};
-use super::{ParseError, ParsedRequest, StreamEvent, TokenCap};
+use super::{count, ParseError, ParsedRequest, ReportedUsage, StreamEvent, TokenCap};
 use crate::model::{Role, TextSlot};
 
 #[derive(Deserialize)]
@@ -76,6 +76,47 @@ pub fn parse_answer(body: &str) -> Result<Vec<TextSlot>, ParseError> {
     Ok(texts)
 }
 
+/// `usage`: `tokens` (what the model processed) when present, else `billed_units`.
+#[derive(Deserialize)]
+struct Usage {
+    #[serde(default)]
+    billed_units: Option<Tokens>,
+    #[serde(default)]
+    tokens: Option<Tokens>,
+}
+
+#[derive(Deserialize)]
+struct Tokens {
+    #[serde(default)]
+    input_tokens: Option<f64>,
+    #[serde(default)]
+    output_tokens: Option<f64>,
+}
+
+impl Usage {
+    fn report(&self) -> ReportedUsage {
+        let pick = |f: fn(&Tokens) -> Option<f64>| {
+            count(self.tokens.as_ref().and_then(f))
+                .or(count(self.billed_units.as_ref().and_then(f)))
+        };
+        ReportedUsage {
+            input: pick(|t| t.input_tokens),
+            output: pick(|t| t.output_tokens),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct WithUsage {
+    #[serde(default)]
+    usage: Option<Usage>,
+}
+
+pub fn answer_usage(body: &str) -> Result<ReportedUsage, ParseError> {
+    let answer: WithUsage = serde_json::from_str(body)?;
+    Ok(answer.usage.map(|u| u.report()).unwrap_or_default())
+}
+
 #[derive(Deserialize)]
 struct Event<'a> {
     #[serde(rename = "type", default)]
@@ -88,6 +129,9 @@ struct Event<'a> {
 struct EventDelta<'a> {
     #[serde(borrow, default)]
     message: Option<DeltaMessage<'a>>,
+    /// `message-end` carries the usage of the whole answer.
+    #[serde(default)]
+    usage: Option<Usage>,
 }
 
 #[derive(Deserialize)]
@@ -106,6 +150,9 @@ struct DeltaContent<'a> {
 pub fn stream_event(data: &str) -> Result<StreamEvent, ParseError> {
     let event: Event = serde_json::from_str(data)?;
     let mut out = StreamEvent::default();
+    if let Some(usage) = event.delta.as_ref().and_then(|d| d.usage.as_ref()) {
+        out.usage = usage.report();
+    }
     match event.kind.as_deref() {
         Some("content-delta") => {
             let text = event

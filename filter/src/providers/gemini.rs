@@ -4,7 +4,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::json::{cap_slot, collect_content, object_open};
-use super::{ParseError, ParsedRequest, StreamEvent, TokenCap};
+use super::{count, ParseError, ParsedRequest, ReportedUsage, StreamEvent, TokenCap};
 use crate::model::{Role, TextSlot};
 
 #[derive(Deserialize)]
@@ -113,12 +113,67 @@ fn parse_chunk(body: &str, chunk: &str) -> Result<Vec<TextSlot>, ParseError> {
     Ok(texts)
 }
 
+/// `usageMetadata`; thinking tokens are billed as output, so they count as output.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UsageMetadata {
+    #[serde(default)]
+    prompt_token_count: Option<f64>,
+    #[serde(default)]
+    candidates_token_count: Option<f64>,
+    #[serde(default)]
+    thoughts_token_count: Option<f64>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WithUsage {
+    #[serde(default)]
+    usage_metadata: Option<UsageMetadata>,
+}
+
+impl WithUsage {
+    fn report(&self) -> ReportedUsage {
+        let Some(u) = &self.usage_metadata else {
+            return ReportedUsage::default();
+        };
+        let output = match (
+            count(u.candidates_token_count),
+            count(u.thoughts_token_count),
+        ) {
+            (None, None) => None,
+            (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
+        };
+        ReportedUsage {
+            input: count(u.prompt_token_count),
+            output,
+        }
+    }
+}
+
+/// The usage of an answer, or of a streamed JSON array (each chunk's counts are cumulative,
+/// so later chunks replace earlier ones).
+pub fn answer_usage(body: &str) -> Result<ReportedUsage, ParseError> {
+    if body.trim_start().starts_with('[') {
+        let chunks: Vec<WithUsage> = serde_json::from_str(body)?;
+        let mut usage = ReportedUsage::default();
+        for chunk in &chunks {
+            usage.merge(chunk.report());
+        }
+        return Ok(usage);
+    }
+    let answer: WithUsage = serde_json::from_str(body)?;
+    Ok(answer.report())
+}
+
 /// Each streamed chunk is a partial answer: its texts are deltas.
 pub fn stream_event(data: &str) -> Result<StreamEvent, ParseError> {
     let answer: Answer = serde_json::from_str(data)?;
+    let usage: WithUsage = serde_json::from_str(data)?;
     Ok(StreamEvent {
         deltas: parse_answer(data)?,
         ends_text: answer.candidates.iter().any(|c| c.finish_reason.is_some()),
+        usage: usage.report(),
     })
 }
 

@@ -17,7 +17,12 @@ use crate::model::TextSlot;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Provider {
-    #[serde(alias = "openai_compatible", alias = "azure_openai", alias = "mistral")]
+    #[serde(
+        rename = "openai",
+        alias = "openai_compatible",
+        alias = "azure_openai",
+        alias = "mistral"
+    )]
     OpenAi,
     Anthropic,
     Gemini,
@@ -180,6 +185,58 @@ pub struct StreamEvent {
     /// Text deltas, located in the event's `data`.
     pub deltas: Vec<TextSlot>,
     pub ends_text: bool,
+    /// Token counts the event reports (Anthropic's `message_start` and `message_delta`,
+    /// OpenAI's final usage chunk, Gemini's `usageMetadata`, Cohere's `message-end`).
+    pub usage: ReportedUsage,
+}
+
+/// Token counts as a provider reported them. Either side may be missing: an Anthropic stream
+/// reports input tokens first and output tokens at the end. Later reports replace earlier ones
+/// (streamed counts are cumulative).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ReportedUsage {
+    pub input: Option<u64>,
+    pub output: Option<u64>,
+}
+
+impl ReportedUsage {
+    /// Folds a later report in: what it states replaces what was known.
+    pub fn merge(&mut self, later: ReportedUsage) {
+        self.input = later.input.or(self.input);
+        self.output = later.output.or(self.output);
+    }
+}
+
+/// A token count from JSON: integers, or floats as Cohere's billed units may be written;
+/// negative or non-finite values count as absent.
+pub(crate) fn count(value: Option<f64>) -> Option<u64> {
+    value
+        .filter(|v| v.is_finite() && *v >= 0.0)
+        .map(|v| v.round() as u64)
+}
+
+/// The token usage a non-streamed answer body reports (also a Gemini streamed JSON array).
+pub fn answer_usage(endpoint: Endpoint, body: &str) -> ReportedUsage {
+    match endpoint.provider {
+        Provider::OpenAi => openai::answer_usage(endpoint.api, body),
+        Provider::Anthropic => anthropic::answer_usage(body),
+        Provider::Gemini => gemini::answer_usage(body),
+        Provider::Cohere => cohere::answer_usage(body),
+    }
+    .unwrap_or_default()
+}
+
+/// The model a path names, for APIs that put it there rather than in the body: Gemini's
+/// `/models/{model}:generateContent` and Azure OpenAI's `/openai/deployments/{deployment}/`
+/// (the deployment stands for the model).
+pub fn model_in_path(path: &str) -> Option<&str> {
+    let path = path.split(['?', '#']).next().unwrap_or_default();
+    if let Some((_, rest)) = path.split_once("/openai/deployments/") {
+        return rest.split('/').next().filter(|m| !m.is_empty());
+    }
+    let (_, rest) = path.rsplit_once("/models/")?;
+    let model = rest.split(':').next()?;
+    (rest.contains(':') && !model.is_empty() && !model.contains('/')).then_some(model)
 }
 
 /// Reads one streamed event (`name` is its SSE `event:` field, `data` its data).
@@ -194,6 +251,7 @@ pub fn stream_event(endpoint: Endpoint, name: Option<&str>, data: &str) -> Strea
         deltas: Vec::new(),
         // `[DONE]` and other non-JSON markers close the text too.
         ends_text: name.is_some() || !data.trim_start().starts_with('{'),
+        usage: ReportedUsage::default(),
     })
 }
 
@@ -304,6 +362,152 @@ mod tests {
             cap.apply(&body, 64),
             Some(format!(r#"{{"max_tokens":64,{M}}}"#))
         );
+    }
+
+    #[test]
+    fn models_named_in_paths() {
+        let cases = [
+            (
+                "/v1beta/models/gemini-2.0-flash:generateContent",
+                Some("gemini-2.0-flash"),
+            ),
+            (
+                "/v1beta/models/gemini-1.5-pro:streamGenerateContent?alt=sse",
+                Some("gemini-1.5-pro"),
+            ),
+            (
+                "/openai/deployments/gpt4o/chat/completions?api-version=1",
+                Some("gpt4o"),
+            ),
+            ("/v1/chat/completions", None),
+            ("/v1/models/", None),
+            ("/v1beta/models/:generateContent", None),
+        ];
+        for (path, want) in cases {
+            assert_eq!(model_in_path(path), want, "{path}");
+        }
+    }
+
+    #[test]
+    fn usage_of_every_provider() {
+        let ep = |provider, api| Endpoint { provider, api };
+        let cases = [
+            (
+                ep(Provider::OpenAi, Api::ChatCompletions),
+                r#"{"choices":[],"usage":{"prompt_tokens":12,"completion_tokens":5,"total_tokens":17}}"#,
+                (Some(12), Some(5)),
+            ),
+            (
+                ep(Provider::OpenAi, Api::Responses),
+                r#"{"output":[],"usage":{"input_tokens":7,"output_tokens":3}}"#,
+                (Some(7), Some(3)),
+            ),
+            (
+                ep(Provider::OpenAi, Api::Embeddings),
+                r#"{"data":[],"usage":{"prompt_tokens":4,"total_tokens":4}}"#,
+                (Some(4), Some(0)),
+            ),
+            (
+                ep(Provider::OpenAi, Api::ChatCompletions),
+                r#"{"choices":[]}"#,
+                (None, None),
+            ),
+            (
+                ep(Provider::Anthropic, Api::Messages),
+                r#"{"content":[],"usage":{"input_tokens":10,"cache_read_input_tokens":90,"output_tokens":2}}"#,
+                (Some(100), Some(2)),
+            ),
+            (
+                ep(Provider::Gemini, Api::GenerateContent),
+                r#"{"candidates":[],"usageMetadata":{"promptTokenCount":8,"candidatesTokenCount":6,"thoughtsTokenCount":4}}"#,
+                (Some(8), Some(10)),
+            ),
+            (
+                ep(Provider::Gemini, Api::GenerateContent),
+                r#"[{"candidates":[]},{"candidates":[],"usageMetadata":{"promptTokenCount":3,"candidatesTokenCount":1}}]"#,
+                (Some(3), Some(1)),
+            ),
+            (
+                ep(Provider::Cohere, Api::Chat),
+                r#"{"message":{},"usage":{"billed_units":{"input_tokens":5.0,"output_tokens":9},"tokens":{"input_tokens":70,"output_tokens":9}}}"#,
+                (Some(70), Some(9)),
+            ),
+            (
+                ep(Provider::Cohere, Api::Chat),
+                r#"{"message":{},"usage":{"billed_units":{"input_tokens":5.0,"output_tokens":9}}}"#,
+                (Some(5), Some(9)),
+            ),
+            (ep(Provider::Cohere, Api::Chat), "not json", (None, None)),
+        ];
+        for (endpoint, body, (input, output)) in cases {
+            assert_eq!(
+                answer_usage(endpoint, body),
+                ReportedUsage { input, output },
+                "{body}"
+            );
+        }
+    }
+
+    #[test]
+    fn usage_of_every_stream() {
+        let cases = [
+            (
+                Provider::OpenAi,
+                r#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4}}"#,
+                (Some(3), Some(4)),
+            ),
+            (
+                Provider::OpenAi,
+                r#"{"choices":[{"index":0,"delta":{"content":"x"}}],"usage":null}"#,
+                (None, None),
+            ),
+            (
+                Provider::OpenAi,
+                r#"{"type":"response.completed","response":{"usage":{"input_tokens":5,"output_tokens":6}}}"#,
+                (Some(5), Some(6)),
+            ),
+            (
+                Provider::Anthropic,
+                r#"{"type":"message_start","message":{"usage":{"input_tokens":25,"output_tokens":1}}}"#,
+                (Some(25), Some(1)),
+            ),
+            (
+                Provider::Anthropic,
+                r#"{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":15}}"#,
+                (None, Some(15)),
+            ),
+            (
+                Provider::Gemini,
+                r#"{"candidates":[],"usageMetadata":{"promptTokenCount":2,"candidatesTokenCount":3}}"#,
+                (Some(2), Some(3)),
+            ),
+            (
+                Provider::Cohere,
+                r#"{"type":"message-end","delta":{"usage":{"tokens":{"input_tokens":1,"output_tokens":2}}}}"#,
+                (Some(1), Some(2)),
+            ),
+        ];
+        for (provider, data, (input, output)) in cases {
+            let endpoint = endpoint_for_path(match provider {
+                Provider::OpenAi => "/v1/chat/completions",
+                Provider::Anthropic => "/v1/messages",
+                Provider::Gemini => "/v1beta/models/g:streamGenerateContent",
+                Provider::Cohere => "/v2/chat",
+            })
+            .unwrap();
+            let event = stream_event(endpoint, None, data);
+            assert_eq!(event.usage, ReportedUsage { input, output }, "{data}");
+        }
+        // Anthropic's two reports together.
+        let mut total = ReportedUsage {
+            input: Some(25),
+            output: Some(1),
+        };
+        total.merge(ReportedUsage {
+            input: None,
+            output: Some(15),
+        });
+        assert_eq!((total.input, total.output), (Some(25), Some(15)));
     }
 
     #[test]

@@ -5,7 +5,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::json::{cap_slot, collect_content, collect_messages, object_open, string_slot, Message};
-use super::{Api, ParseError, ParsedRequest, StreamEvent, TokenCap};
+use super::{count, Api, ParseError, ParsedRequest, ReportedUsage, StreamEvent, TokenCap};
 use crate::model::{Role, TextSlot};
 
 #[derive(Deserialize)]
@@ -126,6 +126,45 @@ pub fn parse_answer(api: Api, body: &str) -> Result<Vec<TextSlot>, ParseError> {
     Ok(texts)
 }
 
+/// `usage` in Chat Completions, Completions and Embeddings (`prompt_tokens`,
+/// `completion_tokens`) and in Responses (`input_tokens`, `output_tokens`).
+#[derive(Deserialize, Default)]
+struct Usage {
+    #[serde(default)]
+    prompt_tokens: Option<f64>,
+    #[serde(default)]
+    completion_tokens: Option<f64>,
+    #[serde(default)]
+    input_tokens: Option<f64>,
+    #[serde(default)]
+    output_tokens: Option<f64>,
+}
+
+impl Usage {
+    fn report(&self) -> ReportedUsage {
+        ReportedUsage {
+            input: count(self.prompt_tokens.or(self.input_tokens)),
+            output: count(self.completion_tokens.or(self.output_tokens)),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct WithUsage {
+    #[serde(default)]
+    usage: Option<Usage>,
+}
+
+/// The usage an answer reports. Embeddings produce no output tokens.
+pub fn answer_usage(api: Api, body: &str) -> Result<ReportedUsage, ParseError> {
+    let answer: WithUsage = serde_json::from_str(body)?;
+    let mut usage = answer.usage.map(|u| u.report()).unwrap_or_default();
+    if api == Api::Embeddings && usage.input.is_some() {
+        usage.output = usage.output.or(Some(0));
+    }
+    Ok(usage)
+}
+
 #[derive(Deserialize)]
 struct Chunk<'a> {
     #[serde(rename = "type", default)]
@@ -135,6 +174,12 @@ struct Chunk<'a> {
     /// Responses API `response.output_text.delta`.
     #[serde(borrow, default)]
     delta: Option<&'a RawValue>,
+    /// The last Chat Completions chunk when the request set `stream_options.include_usage`.
+    #[serde(default)]
+    usage: Option<Usage>,
+    /// Responses API `response.completed` carries the whole response, usage included.
+    #[serde(default)]
+    response: Option<WithUsage>,
 }
 
 #[derive(Deserialize)]
@@ -151,6 +196,13 @@ struct ChunkChoice<'a> {
 pub fn stream_event(data: &str) -> Result<StreamEvent, ParseError> {
     let chunk: Chunk = serde_json::from_str(data)?;
     let mut event = StreamEvent::default();
+    if let Some(usage) = chunk
+        .usage
+        .as_ref()
+        .or(chunk.response.as_ref().and_then(|r| r.usage.as_ref()))
+    {
+        event.usage = usage.report();
+    }
     for choice in &chunk.choices {
         if let Some(content) = choice.delta.as_ref().and_then(|d| d.content) {
             event

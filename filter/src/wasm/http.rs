@@ -15,6 +15,7 @@ use crate::policy::Action;
 use crate::providers::ParseError;
 
 use super::metrics::Metrics;
+use super::shared::HostStore;
 
 /// How the answer body is handled.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -25,6 +26,10 @@ enum Answer {
     Buffer,
     /// Server-sent events, processed chunk by chunk as they arrive.
     Stream,
+    /// Passed on as it comes; a copy is kept to read the token usage at the end.
+    ObserveWhole,
+    /// Server-sent events passed on as they come; framed on the side to count tokens.
+    ObserveStream,
 }
 
 pub struct Stream {
@@ -43,6 +48,10 @@ pub struct Stream {
     path: String,
     /// The caller's identity for audit events, unhashed (hashed when the event is written).
     user: Option<String>,
+    /// Copy of an observed whole answer, for its usage.
+    observed: Vec<u8>,
+    /// The answer's tokens were charged to the caller's budget.
+    tokens_charged: bool,
 }
 
 impl Stream {
@@ -60,6 +69,8 @@ impl Stream {
             judge_token: None,
             path: String::new(),
             user: None,
+            observed: Vec::new(),
+            tokens_charged: false,
         }
     }
 
@@ -96,8 +107,8 @@ impl Stream {
                 );
                 const UNAVAILABLE: u32 = 14;
                 let decision = engine.judge_answered(ex, UNAVAILABLE, &[], &self.request_id);
-                if let BodyDecision::Block { status, body } = decision {
-                    self.answer_locally(status, &body);
+                if let BodyDecision::Block { status, body, .. } = decision {
+                    self.answer_locally(status, &body, None);
                     return true;
                 }
                 false
@@ -133,14 +144,55 @@ impl Stream {
         }
     }
 
+    /// Charges the request to its caller's budget in shared data, or refuses it.
+    fn admit(&mut self) -> BodyDecision {
+        let engine = Rc::clone(&self.engine);
+        let Some(ex) = self.exchange.as_mut() else {
+            return BodyDecision::Pass;
+        };
+        let decision = engine.admit(
+            ex,
+            &mut HostStore,
+            since_epoch().as_secs(),
+            &self.request_id,
+        );
+        if ex.verdict.detections.contains(&crate::budget::BUDGET_ERROR) {
+            self.metrics.budget_error();
+        }
+        decision
+    }
+
+    /// Charges the answer's tokens to the caller's budget, once.
+    fn charge_tokens(&mut self) {
+        if self.tokens_charged {
+            return;
+        }
+        let Some(ex) = &self.exchange else {
+            return;
+        };
+        if ex.usage.usage().is_none() {
+            return;
+        }
+        self.tokens_charged = true;
+        if self
+            .engine
+            .charge_tokens(ex, &mut HostStore, since_epoch().as_secs())
+        {
+            self.metrics.budget_error();
+        }
+    }
+
     /// Sends the local answer for a blocked exchange.
-    fn answer_locally(&mut self, status: u16, body: &str) {
+    fn answer_locally(&mut self, status: u16, body: &str, retry_after: Option<u64>) {
         self.blocked = true;
         self.record_audit();
         let mut headers = vec![
             ("content-type", "application/json".to_owned()),
             ("x-request-id", self.request_id.clone()),
         ];
+        if let Some(seconds) = retry_after {
+            headers.push(("retry-after", seconds.to_string()));
+        }
         headers.extend(self.verdict_headers());
         let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
         if let Err(e) =
@@ -192,10 +244,49 @@ impl Stream {
         Flow::Continue
     }
 
+    /// Reads a chunk of an answer the filter only counts tokens in; never holds it.
+    fn observe_answer(&mut self, size: usize, end_of_stream: bool) -> Flow {
+        let engine = Rc::clone(&self.engine);
+        let Some(ex) = self.exchange.as_mut() else {
+            return Flow::Continue;
+        };
+        let chunk = if size > 0 {
+            match hostcalls::get_buffer(BufferType::HttpResponseBody, 0, size) {
+                Ok(chunk) => chunk.unwrap_or_default(),
+                Err(e) => {
+                    log::warn!("request {}: answer not counted: {e:?}", self.request_id);
+                    self.answer = Answer::Pass;
+                    return Flow::Continue;
+                }
+            }
+        } else {
+            Vec::new()
+        };
+        if self.answer == Answer::ObserveStream {
+            engine.observe_stream(ex, &chunk, end_of_stream);
+            return Flow::Continue;
+        }
+        if self.observed.len() + chunk.len() > engine.config.max_body_bytes {
+            // Too large to copy: its usage is estimated from what was seen (nothing).
+            self.observed = Vec::new();
+            self.answer = Answer::Pass;
+            return Flow::Continue;
+        }
+        self.observed.extend_from_slice(&chunk);
+        if end_of_stream {
+            engine.observe_answer(ex, &std::mem::take(&mut self.observed));
+        }
+        Flow::Continue
+    }
+
     /// The answer body, per how the response headers said to handle it.
     fn answer_body(&mut self, size: usize, end_of_stream: bool) -> Flow {
-        if self.answer == Answer::Stream {
-            return self.stream_answer(size, end_of_stream);
+        match self.answer {
+            Answer::Stream => return self.stream_answer(size, end_of_stream),
+            Answer::ObserveWhole | Answer::ObserveStream => {
+                return self.observe_answer(size, end_of_stream)
+            }
+            Answer::Pass | Answer::Buffer => {}
         }
         if self.answer != Answer::Buffer {
             return Flow::Continue;
@@ -254,9 +345,13 @@ impl Stream {
                 }
                 Flow::Continue
             }
-            BodyDecision::Block { status, body } => match buffer {
+            BodyDecision::Block {
+                status,
+                body,
+                retry_after,
+            } => match buffer {
                 BufferType::HttpRequestBody => {
-                    self.answer_locally(status, &body);
+                    self.answer_locally(status, &body, retry_after);
                     Flow::Pause
                 }
                 // The answer's status line is already on its way: replace the body instead.
@@ -269,6 +364,15 @@ impl Stream {
             },
         }
     }
+}
+
+/// The mTLS peer's principal (the calling workload under Istio), if any.
+fn source_principal() -> Option<String> {
+    hostcalls::get_property(vec!["source", "principal"])
+        .ok()
+        .flatten()
+        .and_then(|b| String::from_utf8(b).ok())
+        .filter(|p| !p.is_empty())
 }
 
 /// The host's clock; zero if it cannot be read (ids and timestamps then degrade, nothing fails).
@@ -306,7 +410,7 @@ impl Context for Stream {
             return;
         };
         match engine.judge_answered(ex, status, &message, &self.request_id) {
-            BodyDecision::Block { status, body } => self.answer_locally(status, &body),
+            BodyDecision::Block { status, body, .. } => self.answer_locally(status, &body, None),
             _ => {
                 if let Err(e) = hostcalls::resume_http_request() {
                     log::error!("request {}: cannot resume: {e:?}", self.request_id);
@@ -332,12 +436,17 @@ impl HttpContext for Stream {
         self.path = path;
         self.user = match &self.engine.config.audit.user_header {
             Some(name) => header(map, name),
-            None => hostcalls::get_property(vec!["source", "principal"])
-                .ok()
-                .flatten()
-                .and_then(|b| String::from_utf8(b).ok())
-                .filter(|p| !p.is_empty()),
+            None => source_principal(),
         };
+        if self.engine.config.controls_access() {
+            let identity = match &self.engine.config.identity_header {
+                Some(name) => header(map, name).filter(|v| !v.is_empty()),
+                None => source_principal(),
+            };
+            if let Some(ex) = self.exchange.as_mut() {
+                ex.identity = identity;
+            }
+        }
         self.metrics.request();
         self.request_id = header(map, "x-request-id").unwrap_or_else(|| self.fresh_request_id());
         self.request_encoding =
@@ -351,6 +460,16 @@ impl HttpContext for Stream {
             remove_header(map, "content-length");
         } else {
             self.request_inspected = true;
+            // The body will not be read: the budget is settled now, before any byte goes out.
+            if let BodyDecision::Block {
+                status,
+                body,
+                retry_after,
+            } = self.admit()
+            {
+                self.answer_locally(status, &body, retry_after);
+                return Flow::Pause;
+            }
         }
         // Answers must come back uncompressed to be inspected and restored.
         remove_header(map, "accept-encoding");
@@ -358,7 +477,12 @@ impl HttpContext for Stream {
     }
 
     fn on_http_request_body(&mut self, size: usize, end_of_stream: bool) -> Flow {
-        if self.exchange.is_none() || self.request_inspected {
+        let Some(ex) = self.exchange.as_mut() else {
+            return Flow::Continue;
+        };
+        if self.request_inspected {
+            // Streamed through chunk by chunk: its size stands in for its text in estimates.
+            ex.usage.request_body_bytes += size;
             return Flow::Continue;
         }
         let over_limit = size > self.engine.config.max_body_bytes;
@@ -366,7 +490,15 @@ impl HttpContext for Stream {
             return Flow::Pause;
         }
         self.request_inspected = true;
-        let decision = self.decide_request(size);
+        let decision = match self.decide_request(size) {
+            // Allowed so far: charge the request to the caller's budget (or refuse it).
+            BodyDecision::Pass => self.admit(),
+            BodyDecision::Rewrite(body) => match self.admit() {
+                BodyDecision::Pass => BodyDecision::Rewrite(body),
+                refused => refused,
+            },
+            block => block,
+        };
         match self.apply(BufferType::HttpRequestBody, size, decision) {
             Flow::Continue if self.call_judge() => Flow::Pause,
             flow => flow,
@@ -377,11 +509,16 @@ impl HttpContext for Stream {
         if self.blocked {
             return Flow::Continue;
         }
+        let map = MapType::HttpResponseHeaders;
+        let status = header(map, ":status").and_then(|s| s.parse::<u16>().ok());
+        match self.exchange.as_mut() {
+            Some(ex) => ex.usage.answer_status(status.unwrap_or(0)),
+            None => return Flow::Continue,
+        }
+        self.record_audit();
         let Some(ex) = &self.exchange else {
             return Flow::Continue;
         };
-        self.record_audit();
-        let map = MapType::HttpResponseHeaders;
         for (name, value) in self.verdict_headers() {
             let _ = hostcalls::set_map_value(map, name, Some(&value));
         }
@@ -390,10 +527,17 @@ impl HttpContext for Stream {
         if end_of_stream || encoded {
             return Flow::Continue;
         }
+        let event_stream = content_type.starts_with("text/event-stream");
         if !self.engine.inspects_answer(ex) {
+            // Nothing to check or restore: only count tokens, holding back no byte.
+            if event_stream {
+                self.answer = Answer::ObserveStream;
+            } else if content_type.contains("json") {
+                self.answer = Answer::ObserveWhole;
+            }
             return Flow::Continue;
         }
-        if content_type.starts_with("text/event-stream") {
+        if event_stream {
             self.answer = Answer::Stream;
             remove_header(map, "content-length");
         } else if content_type.contains("json") {
@@ -406,6 +550,8 @@ impl HttpContext for Stream {
     fn on_http_response_body(&mut self, size: usize, end_of_stream: bool) -> Flow {
         let flow = self.answer_body(size, end_of_stream);
         if end_of_stream {
+            // Before the last bytes reach the client, so its next request sees the charge.
+            self.charge_tokens();
             // Output checks may have added to the verdict.
             self.record_audit();
         }
@@ -413,11 +559,17 @@ impl HttpContext for Stream {
     }
 
     fn on_log(&mut self) {
+        // An answer cut short never reached its end: charge what was counted.
+        self.charge_tokens();
         let Some(ex) = &self.exchange else {
             return;
         };
         self.metrics.action(ex.verdict.action);
         self.metrics.provider(ex.endpoint.provider.name());
+        if let Some(usage) = ex.usage.usage() {
+            self.metrics
+                .tokens(ex.endpoint.provider.name(), ex.model.as_deref(), &usage);
+        }
         for name in &ex.verdict.detections {
             self.metrics.detection(name);
         }

@@ -7,14 +7,22 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
 
 use crate::policy::Action;
+use crate::usage::Usage;
+
+/// Distinct model names given their own token counters per VM; later ones count as `other`,
+/// so a caller inventing model names cannot grow Envoy's stats without bound.
+const MAX_MODEL_COUNTERS: usize = 64;
 
 pub struct Metrics {
     requests: Option<u32>,
     by_action: [Option<u32>; 4],
     parse_errors: Option<u32>,
+    budget_errors: Option<u32>,
     /// Counters named after a provider or a detection, defined the first time they are seen.
     /// Their names come from fixed sets (providers, detectors), never from request data.
     named: RefCell<HashMap<String, Option<u32>>>,
+    /// Model names (sanitised) that have token counters.
+    models: RefCell<std::collections::HashSet<String>>,
 }
 
 fn counter(name: &str) -> Option<u32> {
@@ -38,7 +46,9 @@ impl Metrics {
                 counter("sluice_action_block_total"),
             ],
             parse_errors: counter("sluice_parse_errors_total"),
+            budget_errors: counter("sluice_budget_errors_total"),
             named: RefCell::new(HashMap::new()),
+            models: RefCell::new(std::collections::HashSet::new()),
         }
     }
 
@@ -61,6 +71,64 @@ impl Metrics {
         self.bump_named(format!("sluice_detection_{name}_total"));
     }
 
+    /// Tokens by direction: in total (`sluice_tokens_input_total`), by provider
+    /// (`sluice_provider_openai_tokens_output_total`) and by provider and model
+    /// (`sluice_tokens_openai_gpt_4o_mini_input_total`); estimated counts are included and
+    /// also summed in `sluice_tokens_estimated_total`.
+    pub fn tokens(&self, provider: &str, model: Option<&str>, usage: &Usage) {
+        let model = self.model_label(model);
+        for (direction, n) in [("input", usage.input), ("output", usage.output)] {
+            for name in [
+                format!("sluice_tokens_{direction}_total"),
+                format!("sluice_provider_{provider}_tokens_{direction}_total"),
+                format!("sluice_tokens_{provider}_{model}_{direction}_total"),
+            ] {
+                self.add_named(name, n);
+            }
+        }
+        if usage.estimated {
+            self.add_named("sluice_tokens_estimated_total".to_owned(), usage.total());
+        }
+    }
+
+    /// A model name fit for a stat name (`[a-z0-9_]`), or `other` once the cap is reached.
+    fn model_label(&self, model: Option<&str>) -> String {
+        let Some(model) = model else {
+            return "unknown".to_owned();
+        };
+        let label: String = model
+            .chars()
+            .take(64)
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let mut models = self.models.borrow_mut();
+        if models.contains(&label) {
+            return label;
+        }
+        if models.len() >= MAX_MODEL_COUNTERS {
+            return "other".to_owned();
+        }
+        models.insert(label.clone());
+        label
+    }
+
+    fn add_named(&self, name: String, n: u64) {
+        let id = *self
+            .named
+            .borrow_mut()
+            .entry(name)
+            .or_insert_with_key(|name| counter(name));
+        if let (Some(id), true) = (id, n > 0) {
+            let _ = hostcalls::increment_metric(id, n as i64);
+        }
+    }
+
     pub fn request(&self) {
         bump(self.requests);
     }
@@ -77,5 +145,10 @@ impl Metrics {
 
     pub fn parse_error(&self) {
         bump(self.parse_errors);
+    }
+
+    /// Shared data failed while checking or charging a budget (the request went through).
+    pub fn budget_error(&self) {
+        bump(self.budget_errors);
     }
 }

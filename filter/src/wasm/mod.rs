@@ -5,6 +5,7 @@
 
 mod http;
 mod metrics;
+mod shared;
 
 use std::rc::Rc;
 
