@@ -12,7 +12,7 @@ build-judge:
 
 # Retrains the shipped model (deterministic: same data, same bytes), then prints the evaluation.
 train-judge: build-judge
-	$(JUDGE_BIN) train --data $(DATA_DIR) --out judge-service/model/ngram-lr-v1.bin
+	$(JUDGE_BIN) train --data $(DATA_DIR) --out judge-service/model/segment-lr-v2.bin
 	cargo build --release -p sluice-judge
 
 # Recall and false-positive rate per source: held-out fifth of the dev data, and the test file.

@@ -11,8 +11,9 @@ use crate::normalize::normalize;
 pub const DEV_FILE: &str = "prompt_injection_dev.jsonl";
 /// In-distribution test split, used only by evaluation.
 pub const TEST_FILE: &str = "prompt_injection_dev_test.jsonl";
-/// One row in five of each source is held out (by a hash of its normalised text, so
-/// duplicate texts always land on the same side).
+/// One row in five of each source is held out: by a hash of its normalised text, so duplicate
+/// texts always land on the same side; indirect injections by their payload family (BIPIA
+/// pastes each payload into many documents), so held-out figures are for unseen payloads.
 pub const HOLDOUT_MODULUS: u64 = 5;
 const SPLIT_SEED: u64 = 0x005e_ed0f_5105;
 
@@ -21,6 +22,9 @@ pub struct Row {
     pub text: String,
     pub label: u8,
     pub source: String,
+    /// E.g. `indirect_injection:table:Anagramming`; absent in some files.
+    #[serde(default)]
+    pub category: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -58,7 +62,28 @@ pub fn load(path: &Path) -> Result<Vec<Row>, DataError> {
 
 /// True when the row belongs to the held-out part of the dev data.
 pub fn is_held_out(row: &Row) -> bool {
-    hash64(SPLIT_SEED, normalize(&row.text).as_bytes()).is_multiple_of(HOLDOUT_MODULUS)
+    let key = match payload_family(row) {
+        Some(family) => hash64(SPLIT_SEED, family.as_bytes()),
+        None => hash64(SPLIT_SEED, normalize(&row.text).as_bytes()),
+    };
+    key.is_multiple_of(HOLDOUT_MODULUS)
+}
+
+/// Rows that are documents (tool results, retrieved pages, e-mails) with or without an
+/// injection, as opposed to chat prompts: the judge is asked about them with kind `document`.
+pub fn is_document(row: &Row) -> bool {
+    row.category
+        .as_deref()
+        .is_some_and(|c| c.starts_with("indirect_"))
+}
+
+/// The payload family of an indirect injection (`Anagramming` in
+/// `indirect_injection:table:Anagramming`), the same across document kinds.
+fn payload_family(row: &Row) -> Option<&str> {
+    let category = row.category.as_deref()?;
+    category
+        .strip_prefix("indirect_injection:")
+        .and_then(|rest| rest.rsplit(':').next())
 }
 
 /// Per-source confusion counts.
@@ -89,13 +114,11 @@ impl Counts {
     }
 }
 
-/// Counts per source for rows scored with `scores` against `threshold`.
-pub fn counts_by_source(rows: &[&Row], scores: &[f32], threshold: f32) -> BTreeMap<String, Counts> {
+/// Counts per source for rows with these predictions.
+pub fn counts_by_source(rows: &[&Row], predicted: &[bool]) -> BTreeMap<String, Counts> {
     let mut by: BTreeMap<String, Counts> = BTreeMap::new();
-    for (row, &s) in rows.iter().zip(scores) {
-        by.entry(row.source.clone())
-            .or_default()
-            .add(row.label, s >= threshold);
+    for (row, &p) in rows.iter().zip(predicted) {
+        by.entry(row.source.clone()).or_default().add(row.label, p);
     }
     by
 }

@@ -19,15 +19,18 @@ pub fn evaluate(model: &LinearModel, data_dir: &Path) -> Result<String, data::Da
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "model threshold {:.4}, grey zone from {:.4}; goals: recall >= {GOAL_RECALL}, FPR <= {GOAL_FPR}",
-        model.threshold, model.grey_low
+        "model threshold {:.4} (documents {:.4}), grey zone from {:.4}; goals: recall >= {GOAL_RECALL}, FPR <= {GOAL_FPR}",
+        model.threshold, model.document_threshold, model.grey_low
     );
     for (name, rows) in [
         ("dev held-out (1/5 of each source)", &held),
         ("dev_test", &test),
     ] {
-        let scores: Vec<f32> = rows.iter().map(|r| model.score(&r.text)).collect();
-        let by = data::counts_by_source(rows, &scores, model.threshold);
+        let predicted: Vec<bool> = rows
+            .iter()
+            .map(|r| model.score(&r.text) >= model.threshold_for(data::is_document(r)))
+            .collect();
+        let by = data::counts_by_source(rows, &predicted);
         let _ = writeln!(out, "\n## {name}: {} rows", rows.len());
         let _ = writeln!(
             out,

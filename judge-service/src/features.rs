@@ -42,7 +42,7 @@ impl Featurizer {
         // Character n-grams over the text padded with a space at both ends, so word
         // boundaries are visible to the n-grams.
         let chars: Vec<char> = std::iter::once(' ')
-            .chain(normalised.chars())
+            .chain(normalised.chars().map(|c| if c == '\n' { ' ' } else { c }))
             .chain(std::iter::once(' '))
             .collect();
         for start in 0..chars.len() {

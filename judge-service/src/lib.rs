@@ -11,6 +11,7 @@ pub mod features;
 pub mod metrics;
 pub mod model;
 pub mod normalize;
+pub mod segment;
 pub mod server;
 pub mod train;
 

@@ -114,12 +114,19 @@ enum Command {
         /// Directory holding prompt_injection_dev.jsonl.
         #[arg(long, env = "SLUICE_DATA_DIR", default_value = "../shared/data")]
         data: PathBuf,
-        #[arg(long, default_value = "judge-service/model/ngram-lr-v1.bin")]
+        #[arg(long, default_value = "judge-service/model/segment-lr-v2.bin")]
         out: PathBuf,
         #[arg(long, default_value_t = 18)]
         dims_log2: u32,
         #[arg(long, default_value_t = 25)]
         epochs: usize,
+    },
+    /// Score texts read from stdin, one per line, with the embedded model: prints the score
+    /// and the most suspicious segment of each (to see why a text is flagged).
+    Score {
+        /// Model file; the compiled-in model when absent.
+        #[arg(long)]
+        model: Option<PathBuf>,
     },
     /// Print recall and false-positive rate per source (held-out dev part and test file).
     Eval {
@@ -211,6 +218,25 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             let model = train::train(&cfg)?;
             print!("{}", eval::evaluate(&model, &data)?);
         }
+        Command::Score { model } => {
+            let model = match model {
+                Some(p) => LinearModel::load(&p)?,
+                None => LinearModel::shipped()?,
+            };
+            for line in std::io::stdin().lines() {
+                let normalised = sluice_judge::normalize::normalize(&line?);
+                let (segment, score) = sluice_judge::segment::segments(&normalised)
+                    .into_iter()
+                    .map(|s| (s, model.score_segment(s)))
+                    .fold(("", 0.0), |best, s| if s.1 > best.1 { s } else { best });
+                let verdict = if score >= model.threshold {
+                    "block"
+                } else {
+                    "allow"
+                };
+                println!("{score:.4}\t{verdict}\t{segment}");
+            }
+        }
         Command::Eval { data, model } => {
             let model = match model {
                 Some(p) => LinearModel::load(&p)?,
@@ -232,6 +258,7 @@ fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
             return Err(format!("--threshold {t} is outside [0, 1]").into());
         }
         model.threshold = t;
+        model.document_threshold = t;
         model.grey_low = model.grey_low.min(t);
     }
     let llm = || -> Result<LlmBackend, Box<dyn std::error::Error>> {

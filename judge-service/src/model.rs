@@ -1,13 +1,16 @@
 //! The embedded linear model: weights over hashed n-gram features, a bias, and the decision
-//! threshold and grey-zone floor picked on held-out data at training time. Weights are
-//! stored quantised to `i8` with one scale, so the shipped file is 2^k bytes plus a header.
+//! threshold and grey-zone floor picked on held-out data at training time. A text is scored
+//! line by line and sentence by sentence ([`crate::segment`]); its score is the highest. Weights
+//! are stored quantised to `i8` with one scale, so the shipped file is 2^k bytes plus a header.
 
 use crate::features::{Featurizer, SparseVec};
 use crate::normalize::normalize;
+use crate::segment::segments;
 
 const MAGIC: &[u8; 4] = b"SLJM";
-const VERSION: u32 = 1;
-const HEADER_LEN: usize = 4 + 4 * 6;
+/// Version 2 scores segments (version 1 scored the whole text with the same file layout).
+const VERSION: u32 = 2;
+const HEADER_LEN: usize = 4 + 4 * 7;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
@@ -36,6 +39,9 @@ pub struct LinearModel {
     pub bias: f32,
     /// Scores at or above this are attacks.
     pub threshold: f32,
+    /// The same for documents (tool results, retrieved pages): picked on held-out documents,
+    /// whose benign texts score differently from chat prompts.
+    pub document_threshold: f32,
     /// Scores in `[grey_low, threshold)` are the grey zone (suspicious; the ensemble asks the LLM).
     pub grey_low: f32,
 }
@@ -47,7 +53,17 @@ impl LinearModel {
             weights,
             bias,
             threshold: 0.5,
+            document_threshold: 0.5,
             grey_low: 0.2,
+        }
+    }
+
+    /// The decision threshold for a text of this kind.
+    pub fn threshold_for(&self, document: bool) -> f32 {
+        if document {
+            self.document_threshold
+        } else {
+            self.threshold
         }
     }
 
@@ -67,9 +83,17 @@ impl LinearModel {
                 .sum::<f32>()
     }
 
-    /// Attack probability of already normalised text.
+    /// Attack probability of one piece of normalised text, as a whole.
+    pub fn score_segment(&self, segment: &str) -> f32 {
+        sigmoid(self.margin(&self.featurizer.features(segment)))
+    }
+
+    /// Attack probability of already normalised text: that of its most suspicious segment.
     pub fn score_normalised(&self, normalised: &str) -> f32 {
-        sigmoid(self.margin(&self.featurizer.features(normalised)))
+        segments(normalised)
+            .into_iter()
+            .map(|s| self.score_segment(s))
+            .fold(0.0, f32::max)
     }
 
     /// Attack probability of raw text.
@@ -85,7 +109,13 @@ impl LinearModel {
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&VERSION.to_le_bytes());
         out.extend_from_slice(&self.featurizer.dims_log2().to_le_bytes());
-        for f in [scale, self.bias, self.threshold, self.grey_low] {
+        for f in [
+            scale,
+            self.bias,
+            self.threshold,
+            self.grey_low,
+            self.document_threshold,
+        ] {
             out.extend_from_slice(&f.to_le_bytes());
         }
         out.extend(
@@ -116,7 +146,8 @@ impl LinearModel {
         if !(10..=24).contains(&dims_log2) {
             return Err(ModelError::Dims(dims_log2));
         }
-        let [scale, bias, threshold, grey_low] = [2, 3, 4, 5].map(|i| f32::from_le_bytes(word(i)));
+        let [scale, bias, threshold, grey_low, document_threshold] =
+            [2, 3, 4, 5, 6].map(|i| f32::from_le_bytes(word(i)));
         let body = &bytes[HEADER_LEN..];
         if body.len() != 1usize << dims_log2 {
             return Err(ModelError::Length {
@@ -130,6 +161,7 @@ impl LinearModel {
             weights,
             bias,
             threshold,
+            document_threshold,
             grey_low,
         })
     }
@@ -142,16 +174,16 @@ impl LinearModel {
         Self::from_bytes(&bytes)
     }
 
-    /// The model shipped in the repository (`model/ngram-lr-v1.bin`), compiled in.
+    /// The model shipped in the repository (`model/segment-lr-v2.bin`), compiled in.
     pub fn shipped() -> Result<Self, ModelError> {
         Self::from_bytes(SHIPPED)
     }
 }
 
 /// Name reported in `ClassifyResponse.model` for the shipped model family.
-pub const MODEL_NAME: &str = "ngram-lr-v1";
+pub const MODEL_NAME: &str = "segment-lr-v2";
 
-static SHIPPED: &[u8] = include_bytes!("../model/ngram-lr-v1.bin");
+static SHIPPED: &[u8] = include_bytes!("../model/segment-lr-v2.bin");
 
 pub fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
@@ -168,10 +200,12 @@ mod tests {
         let mut m = LinearModel::new(f, weights, -0.25);
         m.threshold = 0.7;
         m.grey_low = 0.3;
+        m.document_threshold = 0.6;
         let back = LinearModel::from_bytes(&m.to_bytes()).expect("valid model bytes");
         assert_eq!(back.bias, -0.25);
         assert_eq!(back.threshold, 0.7);
         assert_eq!(back.grey_low, 0.3);
+        assert_eq!(back.document_threshold, 0.6);
         for (a, b) in m.weights().iter().zip(back.weights()) {
             assert!((a - b).abs() <= 2.0 / 127.0 + 1e-6, "{a} vs {b}");
         }

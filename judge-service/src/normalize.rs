@@ -3,22 +3,27 @@
 //! runs of whitespace) map to the same representation.
 
 /// Returns the normalised form of `text`: lower case, full-width ASCII folded to ASCII,
-/// zero-width and control characters dropped, whitespace runs collapsed to one space, trimmed.
+/// zero-width and control characters dropped, whitespace runs collapsed to one space (or to
+/// one line break when the run holds one: the model scores a text line by line), trimmed.
 pub fn normalize(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
-    let mut pending_space = false;
+    let mut pending: Option<char> = None;
     for c in text.chars() {
         let c = fold_fullwidth(c);
         if c.is_whitespace() {
-            pending_space = !out.is_empty();
+            if !out.is_empty() {
+                pending = match (pending, is_line_break(c)) {
+                    (Some('\n'), _) | (_, true) => Some('\n'),
+                    _ => Some(' '),
+                };
+            }
             continue;
         }
         if is_invisible(c) {
             continue;
         }
-        if pending_space {
-            out.push(' ');
-            pending_space = false;
+        if let Some(space) = pending.take() {
+            out.push(space);
         }
         for l in c.to_lowercase() {
             out.push(l);
@@ -48,6 +53,10 @@ fn fold_fullwidth(c: char) -> char {
     }
 }
 
+fn is_line_break(c: char) -> bool {
+    matches!(c, '\n' | '\r' | '\u{2028}' | '\u{2029}')
+}
+
 fn is_invisible(c: char) -> bool {
     matches!(c as u32, 0x200B..=0x200F | 0x2060..=0x2064 | 0xFEFF | 0x00AD) || c.is_control()
 }
@@ -60,9 +69,10 @@ mod tests {
     fn normalises_disguises() {
         let cases = [
             (
-                "  Ignore\tPREVIOUS\n\ninstructions ",
+                "  Ignore\tPREVIOUS  instructions ",
                 "ignore previous instructions",
             ),
+            ("Table:\r\n \n| a |  b |\n", "table:\n| a | b |"),
             ("Ｉｇｎｏｒｅ all", "ignore all"),
             ("ig\u{200B}nore", "ignore"),
             ("", ""),

@@ -1,7 +1,10 @@
 //! `sluice-judge train`: fits the embedded model reproducibly from the dev data.
-//! Logistic regression over hashed n-gram features, trained with AdaGrad in a fixed
-//! order (seeded shuffle, one thread), so the same data gives the same bytes. The decision
-//! threshold is picked on the held-out fifth of every source, never on the test file.
+//! Logistic regression over hashed n-gram features of text segments (lines, sentences),
+//! trained with AdaGrad in a fixed order (seeded shuffle, one thread), so the same data gives
+//! the same bytes. Labels are per text, not per segment, so training is multiple-instance: an
+//! attack text's most suspicious segment is taken as the attack and its other segments are
+//! left out, re-chosen over a few rounds. The decision threshold is picked on the held-out
+//! fifth of every source, never on the test file.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -10,6 +13,7 @@ use crate::data::{self, Row};
 use crate::features::{Featurizer, SparseVec};
 use crate::model::{sigmoid, LinearModel};
 use crate::normalize::normalize;
+use crate::segment::segments;
 
 #[derive(Debug, Clone)]
 pub struct TrainConfig {
@@ -17,6 +21,9 @@ pub struct TrainConfig {
     pub out: PathBuf,
     pub dims_log2: u32,
     pub epochs: usize,
+    /// Training rounds; after each but the last, every attack text's positive segment is
+    /// re-chosen as its highest-scoring one.
+    pub rounds: usize,
     pub learning_rate: f32,
     pub l2: f32,
     /// The threshold keeps every held-out source's false-positive rate at or below this.
@@ -29,9 +36,10 @@ impl Default for TrainConfig {
     fn default() -> Self {
         Self {
             data_dir: PathBuf::from("../shared/data"),
-            out: PathBuf::from("judge-service/model/ngram-lr-v1.bin"),
+            out: PathBuf::from("judge-service/model/segment-lr-v2.bin"),
             dims_log2: 18,
             epochs: 25,
+            rounds: 4,
             learning_rate: 0.25,
             l2: 2e-7,
             target_fpr: 0.02,
@@ -64,28 +72,111 @@ pub fn train(cfg: &TrainConfig) -> Result<LinearModel, TrainError> {
         return Err(TrainError::NoRows(cfg.data_dir.display().to_string()));
     }
     let featurizer = Featurizer::new(cfg.dims_log2);
-    let xs: Vec<SparseVec> = fit
+    // Every segment of every training text, with the index of its text.
+    let mut xs: Vec<SparseVec> = Vec::new();
+    let mut owner: Vec<usize> = Vec::new();
+    for (i, r) in fit.iter().enumerate() {
+        for s in segments(&normalize(&r.text)) {
+            xs.push(featurizer.features(s));
+            owner.push(i);
+        }
+    }
+    let row_weights = sample_weights(&fit);
+    let examples: Vec<Example> = xs
         .iter()
-        .map(|r| featurizer.features(&normalize(&r.text)))
+        .zip(&owner)
+        .map(|(x, &i)| Example {
+            x,
+            y: f32::from(fit[i].label),
+            weight: row_weights[i],
+        })
         .collect();
-    let weights = sample_weights(&fit);
+    eprintln!("{} texts, {} segments", fit.len(), examples.len());
 
-    let mut w = vec![0f32; featurizer.dims()];
-    let mut g2 = vec![1e-6f32; featurizer.dims()];
+    // Round one: every segment carries its text's label.
+    let mut chosen: Vec<usize> = (0..examples.len()).collect();
+    let mut fitted = (Vec::new(), 0.0);
+    for round in 0..cfg.rounds.max(1) {
+        eprintln!("round {}: {} segments", round + 1, chosen.len());
+        fitted = fit_logistic(&examples, &chosen, featurizer.dims(), cfg);
+        let (w, bias) = &fitted;
+        let margin = |x: &SparseVec| bias + x.iter().map(|&(j, v)| w[j as usize] * v).sum::<f32>();
+        let mut best: Vec<Option<(usize, f32)>> = vec![None; fit.len()];
+        for (k, ex) in examples.iter().enumerate() {
+            if ex.y > 0.5 {
+                let m = margin(ex.x);
+                let slot = &mut best[owner[k]];
+                if slot.is_none_or(|(_, b)| m > b) {
+                    *slot = Some((k, m));
+                }
+            }
+        }
+        chosen = (0..examples.len())
+            .filter(|&k| examples[k].y < 0.5 || best[owner[k]].is_some_and(|(b, _)| b == k))
+            .collect();
+    }
+    let (w, bias) = fitted;
+
+    // Quantise first, then pick the threshold with the weights that will ship.
+    let model = LinearModel::new(featurizer, w, bias);
+    let mut model = LinearModel::from_bytes(&model.to_bytes())
+        .map_err(|e| TrainError::NoRows(format!("quantised model does not load: {e}")))?;
+    let held_scores: Vec<f32> = held.iter().map(|r| model.score(&r.text)).collect();
+    let (docs, prompts): (Vec<_>, Vec<_>) = held
+        .iter()
+        .zip(&held_scores)
+        .partition(|(r, _)| data::is_document(r));
+    let (prompt_rows, prompt_scores): (Vec<&Row>, Vec<f32>) = prompts.into_iter().unzip();
+    let (doc_rows, doc_scores): (Vec<&Row>, Vec<f32>) = docs.into_iter().unzip();
+    model.threshold = pick_threshold(&prompt_rows, &prompt_scores, cfg.target_fpr);
+    model.document_threshold = if doc_rows.iter().any(|r| r.label == 0) {
+        pooled_threshold(&doc_rows, &doc_scores, cfg.target_fpr)
+    } else {
+        model.threshold
+    };
+    model.grey_low = pooled_threshold(&held, &held_scores, cfg.grey_fpr).min(model.threshold);
+    eprintln!(
+        "trained on {} rows, {} held out; threshold {:.4} (documents {:.4}), grey zone from {:.4}",
+        fit.len(),
+        held.len(),
+        model.threshold,
+        model.document_threshold,
+        model.grey_low
+    );
+    write(&cfg.out, &model.to_bytes())?;
+    Ok(model)
+}
+
+/// One training example: a segment's features, its label and its weight.
+struct Example<'a> {
+    x: &'a SparseVec,
+    y: f32,
+    weight: f32,
+}
+
+/// Fits logistic regression with AdaGrad on `examples[chosen]`, from zero weights, in a seeded
+/// order; returns the weights and the bias.
+fn fit_logistic(
+    examples: &[Example],
+    chosen: &[usize],
+    dims: usize,
+    cfg: &TrainConfig,
+) -> (Vec<f32>, f32) {
+    let mut w = vec![0f32; dims];
+    let mut g2 = vec![1e-6f32; dims];
     let (mut bias, mut bias_g2) = (0f32, 1e-6f32);
-    let mut order: Vec<usize> = (0..fit.len()).collect();
+    let mut order = chosen.to_vec();
     let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
     for epoch in 0..cfg.epochs {
         rng.shuffle(&mut order);
         let mut loss = 0f64;
         for &i in &order {
-            let x = &xs[i];
-            let y = f32::from(fit[i].label);
+            let Example { x, y, weight } = examples[i];
             let margin = bias + x.iter().map(|&(j, v)| w[j as usize] * v).sum::<f32>();
             let p = sigmoid(margin);
-            loss -= f64::from(weights[i])
-                * f64::from(if y > 0.5 { p } else { 1.0 - p }).max(1e-12).ln();
-            let g = (p - y) * weights[i];
+            loss -=
+                f64::from(weight) * f64::from(if y > 0.5 { p } else { 1.0 - p }).max(1e-12).ln();
+            let g = (p - y) * weight;
             for &(j, v) in x {
                 let j = j as usize;
                 let grad = g * v + cfg.l2 * w[j];
@@ -95,29 +186,15 @@ pub fn train(cfg: &TrainConfig) -> Result<LinearModel, TrainError> {
             bias_g2 += g * g;
             bias -= cfg.learning_rate * g / bias_g2.sqrt();
         }
-        eprintln!(
-            "epoch {:>2}: mean weighted log-loss {:.4}",
-            epoch + 1,
-            loss / fit.len() as f64
-        );
+        if epoch + 1 == cfg.epochs {
+            eprintln!(
+                "  epoch {}: mean weighted log-loss {:.4}",
+                epoch + 1,
+                loss / order.len().max(1) as f64
+            );
+        }
     }
-
-    // Quantise first, then pick the threshold with the weights that will ship.
-    let model = LinearModel::new(featurizer, w, bias);
-    let mut model = LinearModel::from_bytes(&model.to_bytes())
-        .map_err(|e| TrainError::NoRows(format!("quantised model does not load: {e}")))?;
-    let held_scores: Vec<f32> = held.iter().map(|r| model.score(&r.text)).collect();
-    model.threshold = pick_threshold(&held, &held_scores, cfg.target_fpr);
-    model.grey_low = pooled_threshold(&held, &held_scores, cfg.grey_fpr).min(model.threshold);
-    eprintln!(
-        "trained on {} rows, {} held out; threshold {:.4}, grey zone from {:.4}",
-        fit.len(),
-        held.len(),
-        model.threshold,
-        model.grey_low
-    );
-    write(&cfg.out, &model.to_bytes())?;
-    Ok(model)
+    (w, bias)
 }
 
 fn write(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {

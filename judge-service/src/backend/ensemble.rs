@@ -22,7 +22,7 @@ impl EnsembleBackend {
         kind: TextKind,
         deadline: Instant,
     ) -> (Judgement, Option<BackendError>) {
-        let first = self.embedded.classify(normalised);
+        let first = self.embedded.classify(normalised, kind);
         if first.verdict != Verdict::Suspicious {
             return (first, None);
         }

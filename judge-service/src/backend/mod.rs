@@ -52,7 +52,7 @@ impl Backend {
         deadline: Instant,
     ) -> (Result<Judgement, BackendError>, Option<BackendError>) {
         match self {
-            Backend::Embedded(b) => (Ok(b.classify(normalised)), None),
+            Backend::Embedded(b) => (Ok(b.classify(normalised, kind)), None),
             Backend::Llm(b) => (b.classify(normalised, kind, deadline).await, None),
             Backend::Ensemble(b) => {
                 let (j, absorbed) = b.classify(normalised, kind, deadline).await;
