@@ -7,6 +7,9 @@ use sha2::{Digest, Sha256};
 use crate::engine::Exchange;
 use crate::policy::Action;
 
+/// Most bytes of prompt text an event carries (with `audit.include_prompt`).
+pub const PROMPT_MAX_BYTES: usize = 4096;
+
 /// What the adapter knows about the exchange beyond the engine's view.
 pub struct Context<'a> {
     pub request_id: &'a str,
@@ -74,10 +77,26 @@ pub fn event(ex: &Exchange, ctx: &Context, salt: &str) -> String {
     if let Some(user) = ctx.user {
         doc["user"] = serde_json::json!({ "id": hash_user(salt, user) });
     }
+    if !verdict.scores.is_empty() {
+        let scores: serde_json::Map<String, serde_json::Value> = verdict
+            .scores
+            .iter()
+            .map(|&(name, score)| (name.to_owned(), serde_json::json!(round3(score))))
+            .collect();
+        doc["sluice"]["scores"] = serde_json::Value::Object(scores);
+    }
+    if let Some(prompt) = &ex.logged_prompt {
+        doc["sluice"]["prompt"] = serde_json::json!(prompt);
+    }
     if let Some(route) = ctx.route {
         doc["sluice"]["route"] = serde_json::json!(route);
     }
     doc.to_string()
+}
+
+/// Three decimals are plenty for a score and keep `0.8999999761581421` out of the log.
+fn round3(score: f32) -> f64 {
+    (f64::from(score) * 1000.0).round() / 1000.0
 }
 
 /// The GenAI semantic conventions' operation name.
@@ -140,6 +159,12 @@ mod tests {
         assert_eq!(doc["event"]["action"], "redact");
         assert_eq!(doc["event"]["kind"], "alert");
         assert_eq!(doc["sluice"]["detections"], serde_json::json!(["pii"]));
+        let pii = doc["sluice"]["scores"]["pii"].as_f64().expect("pii score");
+        assert!(pii > 0.0 && pii <= 1.0, "{pii}");
+        assert_eq!(
+            doc["sluice"]["scores"].as_object().map(|o| o.len()),
+            Some(1)
+        );
         assert_eq!(doc["gen_ai"]["system"], "openai");
         assert_eq!(doc["gen_ai"]["request"]["model"], "gpt-4o");
         assert_eq!(doc["url"]["path"], "/v1/chat/completions");
@@ -148,6 +173,35 @@ mod tests {
         let text = doc.to_string();
         assert!(!text.contains("jane@example.com") && !text.contains("alice"));
         assert!(doc["gen_ai"].get("usage").is_none(), "no answer, no usage");
+    }
+
+    #[test]
+    fn prompt_text_is_logged_only_when_asked_and_never_with_values() {
+        let body = br#"{"messages":[{"role":"user","content":"mail jane@example.com, key AKIA2E3K7QWZPLMZX4RT"}]}"#;
+        let ctx = Context {
+            request_id: "r",
+            path: "/v1/chat/completions",
+            user: None,
+            route: None,
+            now_ms: 0,
+        };
+        let event_for = |config: &str| {
+            let engine = Engine::new(Config::parse(config.as_bytes()).unwrap());
+            let mut ex = engine.start("/v1/chat/completions").unwrap();
+            let _ = engine.inspect_request(&mut ex, body, "r");
+            serde_json::from_str::<serde_json::Value>(&event(&ex, &ctx, "")).unwrap()
+        };
+        assert!(event_for("{}")["sluice"].get("prompt").is_none());
+        // Even with PII only reported, the log gets placeholders.
+        let doc = event_for(
+            r#"{"audit":{"include_prompt":true},"detectors":{"pii":{"action":"alert"}}}"#,
+        );
+        let prompt = doc["sluice"]["prompt"].as_str().expect("prompt logged");
+        assert!(prompt.starts_with("mail <EMAIL_1>"), "{prompt}");
+        assert!(
+            !prompt.contains("jane@") && !prompt.contains("AKIA"),
+            "{prompt}"
+        );
     }
 
     #[test]

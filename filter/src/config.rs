@@ -63,6 +63,10 @@ pub struct AuditConfig {
     /// Request header naming the caller; without it, the mTLS peer principal (Istio).
     pub user_header: Option<String>,
     pub salt: String,
+    /// Put the request's texts in the event (`sluice.prompt`), with every personal value and
+    /// secret replaced by a placeholder whatever the policy, capped at
+    /// [`crate::audit::PROMPT_MAX_BYTES`]. Off by default: prompts are the user's data.
+    pub include_prompt: bool,
 }
 
 /// A cap on `max_tokens` (and its per-API equivalents): the first line of defence against
@@ -262,6 +266,8 @@ struct RawAudit {
     user_header: Option<String>,
     #[serde(default)]
     salt: Option<String>,
+    #[serde(default)]
+    include_prompt: bool,
 }
 
 #[derive(Deserialize)]
@@ -481,6 +487,7 @@ impl Config {
                 .map(|a| AuditConfig {
                     user_header: a.user_header.map(|h| h.to_ascii_lowercase()),
                     salt: a.salt.unwrap_or_default(),
+                    include_prompt: a.include_prompt,
                 })
                 .unwrap_or_default(),
             identity_header,

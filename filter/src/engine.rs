@@ -56,6 +56,33 @@ pub struct Exchange {
     /// The calling workload (a header or the mTLS principal), when allow-lists or budgets
     /// apply; `None` reads as `ANONYMOUS`.
     pub identity: Option<String>,
+    /// The request's texts for the audit event, values replaced (only with `audit.include_prompt`).
+    pub logged_prompt: Option<String>,
+}
+
+/// Appends `text` to the exchange's logged prompt with every personal value and secret found
+/// in it replaced by a placeholder (a scratch vault: nothing of it is ever restored), up to
+/// [`crate::audit::PROMPT_MAX_BYTES`].
+fn log_prompt(ex: &mut Exchange, text: &str, findings: &[Finding]) {
+    let logged = ex.logged_prompt.get_or_insert_with(String::new);
+    if logged.len() >= crate::audit::PROMPT_MAX_BYTES {
+        return;
+    }
+    let values: Vec<Finding> = findings
+        .iter()
+        .filter(|f| matches!(f.detector, DetectorId::Pii | DetectorId::Secrets))
+        .cloned()
+        .collect();
+    let clean = Vault::default().redact(text, &values);
+    if !logged.is_empty() {
+        logged.push('\n');
+    }
+    let room = crate::audit::PROMPT_MAX_BYTES.saturating_sub(logged.len());
+    let mut end = clean.len().min(room);
+    while !clean.is_char_boundary(end) {
+        end -= 1;
+    }
+    logged.push_str(&clean[..end]);
 }
 
 /// The identity of callers that present none: they share one budget.
@@ -67,9 +94,20 @@ pub struct Verdict {
     pub action: Action,
     /// Names of the detectors that fired (and `parse_error`), sorted, without repeats.
     pub detections: Vec<&'static str>,
+    /// The highest score of each in-filter detector that fired, sorted by name: the audit
+    /// event carries them so alerts can be ranked and thresholds tuned from real traffic.
+    pub scores: Vec<(&'static str, f32)>,
 }
 
 impl Verdict {
+    /// Keeps the highest score seen for `name`.
+    pub fn note_score(&mut self, name: &'static str, score: f32) {
+        match self.scores.binary_search_by(|(n, _)| n.cmp(&name)) {
+            Ok(at) => self.scores[at].1 = self.scores[at].1.max(score),
+            Err(at) => self.scores.insert(at, (name, score)),
+        }
+    }
+
     pub fn record(&mut self, action: Action, name: &'static str) {
         self.action = self.action.max(action);
         if let Err(at) = self.detections.binary_search(&name) {
@@ -126,6 +164,7 @@ impl Engine {
             answer_stream: AnswerStream::default(),
             usage: UsageMeter::default(),
             identity: None,
+            logged_prompt: None,
         })
     }
 
@@ -258,6 +297,9 @@ impl Engine {
                 .iter()
                 .filter(|f| f.detector == DetectorId::PromptInjection)
                 .fold(injection_score, |max, f| max.max(f.score));
+            if self.config.audit.include_prompt {
+                log_prompt(ex, &slot.text, &findings);
+            }
             let to_redact = self.apply(policy, &findings, &mut ex.verdict, &mut blocked_by);
             let mut changed = false;
             if !to_redact.is_empty() {
@@ -586,6 +628,7 @@ impl Engine {
                 continue;
             };
             verdict.record(action, f.detector.name());
+            verdict.note_score(f.detector.name(), f.score);
             match action {
                 Action::Block => {
                     blocked_by.get_or_insert(f.detector);

@@ -35,6 +35,7 @@ def test_every_inspected_exchange_leaves_one_audit_event(fake_provider, judge):
     assert (red["event"]["action"], red["sluice"]["detections"]) == ("redact", ["pii"])
     assert (blk["event"]["action"], blk["event"]["type"], blk["event"]["outcome"]) == ("block", ["denied"], "failure")
     assert "prompt_injection" in blk["sluice"]["detections"]
+    assert 0.5 <= blk["sluice"]["scores"]["prompt_injection"] <= 1.0
     for event in events:
         assert event["gen_ai"]["system"] == "openai"
         assert event["gen_ai"]["request"]["model"] == "gpt-4o-mini"

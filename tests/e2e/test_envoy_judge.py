@@ -62,6 +62,19 @@ def test_benign_text_is_judged_and_allowed(judge, envoy_for):
     assert r.status_code == 200
     assert r.headers["x-sluice-action"] == "allow"
     assert judge.metric("sluice_judge_requests_total") == before + 1, "the judge was not asked"
+    stats = proxy.stats()
+    assert stats["wasmcustom.sluice_judge_calls_total"] == 1
+    assert stats.get("wasmcustom.sluice_judge_failures_total", 0) == 0
+    # Histograms reach the admin endpoint at Envoy's stats flush (every 5 s by default).
+    deadline = time.monotonic() + 12
+    while True:
+        latency = requests.get(f"{proxy.admin}/stats", timeout=5,
+                               params={"filter": "sluice_judge_latency_ms"}).text
+        recorded = "P50(" in latency and "No recorded values" not in latency
+        if recorded or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert recorded, latency
 
 
 def test_the_judge_blocks_an_attack_the_filter_only_reported(judge, envoy_for, fake_provider):
@@ -88,6 +101,7 @@ def test_a_slow_judge_times_out_per_policy(own_judge, envoy_for, failure, status
     assert r.status_code == status, r.text
     assert "judge_error" in r.headers["x-sluice-detections"]
     assert waited >= 0.3, "answered before the judge's deadline"
+    assert proxy.stats()["wasmcustom.sluice_judge_failures_total"] == 1
 
 
 @pytest.mark.parametrize("failure,status", [("open", 200), ("closed", 503)])

@@ -45,6 +45,8 @@ pub struct Stream {
     answer: Answer,
     /// The judge call this request waits for.
     judge_token: Option<u32>,
+    /// When that call was sent, for the latency histogram.
+    judge_sent: Duration,
     path: String,
     /// The caller's identity for audit events, unhashed (hashed when the event is written).
     user: Option<String>,
@@ -67,6 +69,7 @@ impl Stream {
             blocked: false,
             answer: Answer::Pass,
             judge_token: None,
+            judge_sent: Duration::ZERO,
             path: String::new(),
             user: None,
             observed: Vec::new(),
@@ -97,6 +100,7 @@ impl Stream {
         match sent {
             Ok(token) => {
                 self.judge_token = Some(token);
+                self.judge_sent = since_epoch();
                 true
             }
             Err(e) => {
@@ -106,6 +110,7 @@ impl Stream {
                     self.request_id
                 );
                 const UNAVAILABLE: u32 = 14;
+                self.metrics.judge(None, true);
                 let decision = engine.judge_answered(ex, UNAVAILABLE, &[], &self.request_id);
                 if let BodyDecision::Block { status, body, .. } = decision {
                     self.answer_locally(status, &body, None);
@@ -397,6 +402,9 @@ impl Context for Stream {
             return;
         }
         self.judge_token = None;
+        let latency = since_epoch().saturating_sub(self.judge_sent);
+        self.metrics
+            .judge(Some(latency.as_millis() as u64), status != 0);
         let message = if size > 0 {
             hostcalls::get_buffer(BufferType::GrpcReceiveBuffer, 0, size)
                 .ok()

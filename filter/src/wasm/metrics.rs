@@ -18,6 +18,10 @@ pub struct Metrics {
     by_action: [Option<u32>; 4],
     parse_errors: Option<u32>,
     budget_errors: Option<u32>,
+    judge_calls: Option<u32>,
+    judge_failures: Option<u32>,
+    /// Histogram of judge round trips in milliseconds, as Envoy sees them.
+    judge_latency: Option<u32>,
     /// Counters named after a provider or a detection, defined the first time they are seen.
     /// Their names come from fixed sets (providers, detectors), never from request data.
     named: RefCell<HashMap<String, Option<u32>>>,
@@ -47,6 +51,13 @@ impl Metrics {
             ],
             parse_errors: counter("sluice_parse_errors_total"),
             budget_errors: counter("sluice_budget_errors_total"),
+            judge_calls: counter("sluice_judge_calls_total"),
+            judge_failures: counter("sluice_judge_failures_total"),
+            judge_latency: hostcalls::define_metric(
+                MetricType::Histogram,
+                "sluice_judge_latency_ms",
+            )
+            .ok(),
             named: RefCell::new(HashMap::new()),
             models: RefCell::new(std::collections::HashSet::new()),
         }
@@ -126,6 +137,18 @@ impl Metrics {
             .or_insert_with_key(|name| counter(name));
         if let (Some(id), true) = (id, n > 0) {
             let _ = hostcalls::increment_metric(id, n as i64);
+        }
+    }
+
+    /// A judge call that ended: its round trip (none when it could not be sent) and whether
+    /// it failed (not sent, timed out, or a gRPC error).
+    pub fn judge(&self, latency_ms: Option<u64>, failed: bool) {
+        bump(self.judge_calls);
+        if failed {
+            bump(self.judge_failures);
+        }
+        if let (Some(id), Some(ms)) = (self.judge_latency, latency_ms) {
+            let _ = hostcalls::record_metric(id, ms);
         }
     }
 
