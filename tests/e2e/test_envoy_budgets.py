@@ -104,6 +104,8 @@ def test_audit_events_carry_token_usage_streamed_and_not(fake_provider, inspect_
     assert stats["wasmcustom.sluice_tokens_openai_gpt_4o_mini_output_total"] == sum(u[1] for u in all_usages[:3])
     assert stats["wasmcustom.sluice_provider_anthropic_tokens_input_total"] == all_usages[3][0]
     assert stats["wasmcustom.sluice_tokens_estimated_total"] == sum(usage(streamed)[:2])
+    assert stats["wasmcustom.sluice_requests_openai_gpt_4o_mini_total"] == 3
+    assert stats["wasmcustom.sluice_requests_anthropic_claude_3_5_haiku_total"] == 1
 
 
 def test_allow_lists_refuse_in_the_providers_format_before_the_provider(fake):

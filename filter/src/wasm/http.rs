@@ -574,6 +574,8 @@ impl HttpContext for Stream {
         };
         self.metrics.action(ex.verdict.action);
         self.metrics.provider(ex.endpoint.provider.name());
+        self.metrics
+            .model(ex.endpoint.provider.name(), ex.model.as_deref());
         if let Some(usage) = ex.usage.usage() {
             self.metrics
                 .tokens(ex.endpoint.provider.name(), ex.model.as_deref(), &usage);

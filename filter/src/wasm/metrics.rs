@@ -77,6 +77,13 @@ impl Metrics {
         self.bump_named(format!("sluice_provider_{provider}_requests_total"));
     }
 
+    /// Requests by provider and model (`sluice_requests_openai_gpt_4o_mini_total`); model
+    /// names share the token counters' cap.
+    pub fn model(&self, provider: &str, model: Option<&str>) {
+        let model = self.model_label(model);
+        self.bump_named(format!("sluice_requests_{provider}_{model}_total"));
+    }
+
     /// Detections by name (`sluice_detection_pii_total`, `sluice_detection_judge_error_total`, ...).
     pub fn detection(&self, name: &str) {
         self.bump_named(format!("sluice_detection_{name}_total"));
