@@ -4,7 +4,7 @@
 //! aho-corasick; each candidate is then read by hand and checked for length, charset,
 //! entropy and placeholder look (`xxxx`, `<token>`, `${VAR}`).
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, Input, MatchKind};
 
 use super::{is_alnum_at, DetectorId, Finding};
 
@@ -223,6 +223,34 @@ const KEYWORDS: &[&str] = &[
 pub struct SecretDetector {
     prefixes: Option<AhoCorasick>,
     keywords: Option<AhoCorasick>,
+    /// Shortest run of token bytes (`TOKEN`) that can hold a prefix and its body.
+    min_run: usize,
+    /// How far before a run a prefix may start (prefixes with a space: `FlyV1 `).
+    lookback: usize,
+}
+
+/// Bytes of token-like runs: every prefix and body byte except the spaces of a few prefixes.
+static TOKEN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = b.is_ascii_alphanumeric()
+            || matches!(b, b'_' | b'-' | b'.' | b'/' | b'+' | b'=' | b'~');
+        c += 1;
+    }
+    t
+};
+
+/// For a prefix: how many of its leading bytes lie outside the token run that holds its body
+/// (up to and including its last non-token byte), and the shortest such run.
+fn run_needs(s: &Shape) -> (usize, usize) {
+    let cut = s
+        .prefix
+        .bytes()
+        .rposition(|c| !TOKEN[c as usize])
+        .map_or(0, |i| i + 1);
+    (cut, s.prefix.len() - cut + s.min)
 }
 
 impl Default for SecretDetector {
@@ -253,7 +281,14 @@ impl SecretDetector {
             .kind(Some(AhoCorasickKind::DFA))
             .build(KEYWORDS)
             .ok();
-        SecretDetector { prefixes, keywords }
+        let min_run = SHAPES.iter().map(|s| run_needs(s).1).min().unwrap_or(0);
+        let lookback = SHAPES.iter().map(|s| run_needs(s).0).max().unwrap_or(0);
+        SecretDetector {
+            prefixes,
+            keywords,
+            min_run,
+            lookback,
+        }
     }
 
     /// Appends secret findings, non-overlapping (specific shapes win over generic ones).
@@ -264,7 +299,50 @@ impl SecretDetector {
         jwts(text, &mut found);
         connection_strings(text, &mut found);
         if let Some(ac) = &self.prefixes {
-            for m in ac.find_iter(text) {
+            // Prefilter: a prefix and its body lie in one run of token bytes (a prefix with a
+            // space just before it) at least `min_run` long. Prose has few such runs, so the
+            // automaton reads a small part of the text.
+            let mut i = 0;
+            let mut searched = 0;
+            while i < b.len() {
+                if !TOKEN[b[i] as usize] {
+                    i += 1;
+                    continue;
+                }
+                let run = i;
+                while i < b.len() && TOKEN[b[i] as usize] {
+                    i += 1;
+                }
+                if i - run >= self.min_run {
+                    let from = run.saturating_sub(self.lookback).max(searched);
+                    self.prefixed(ac, text, from..i, &mut found);
+                    searched = i;
+                }
+            }
+        }
+        self.assigned(text, &mut found);
+        curl_user(text, &mut found);
+        found.sort_by_key(|f| (f.span.start, std::cmp::Reverse(f.span.end)));
+        let mut last_end = 0;
+        for f in found {
+            if f.span.start >= last_end {
+                last_end = f.span.end;
+                out.push(f);
+            }
+        }
+    }
+
+    /// Provider shapes whose prefix lies in `range` of `text`.
+    fn prefixed(
+        &self,
+        ac: &AhoCorasick,
+        text: &str,
+        range: std::ops::Range<usize>,
+        found: &mut Vec<Finding>,
+    ) {
+        let b = text.as_bytes();
+        {
+            for m in ac.find_iter(Input::new(text).range(range)) {
                 let Some(s) = SHAPES.get(m.pattern().as_usize()) else {
                     continue;
                 };
@@ -284,16 +362,6 @@ impl SecretDetector {
                     continue;
                 }
                 found.push(finding(s.kind, m.start(), e, 0.95));
-            }
-        }
-        self.assigned(text, &mut found);
-        curl_user(text, &mut found);
-        found.sort_by_key(|f| (f.span.start, std::cmp::Reverse(f.span.end)));
-        let mut last_end = 0;
-        for f in found {
-            if f.span.start >= last_end {
-                last_end = f.span.end;
-                out.push(f);
             }
         }
     }
@@ -492,8 +560,7 @@ pub fn entropy(s: &str) -> f32 {
 
 fn pem_keys(text: &str, out: &mut Vec<Finding>) {
     let mut from = 0;
-    while let Some(rel) = text.get(from..).and_then(|t| t.find("-----BEGIN ")) {
-        let s = from + rel;
+    while let Some(s) = next_at(text, from, "-----BEGIN ") {
         let Some(head_end) = text.get(s + 11..).and_then(|t| t.find("-----")) else {
             break;
         };
@@ -531,9 +598,14 @@ fn pem_keys(text: &str, out: &mut Vec<Finding>) {
     }
 }
 
-/// Byte offset of the next `needle` at or after `from` (std's substring search is vectorised).
+/// Byte offset of the next `needle` at or after `from` (memchr's vectorised search).
 fn next_at(text: &str, from: usize, needle: &str) -> Option<usize> {
-    text.get(from..)?.find(needle).map(|r| from + r)
+    let hay = text.as_bytes().get(from..)?;
+    let at = match needle.as_bytes() {
+        [c] => memchr::memchr(*c, hay),
+        n => memchr::memmem::find(hay, n),
+    };
+    at.map(|r| from + r)
 }
 
 fn jwts(text: &str, out: &mut Vec<Finding>) {
@@ -573,7 +645,7 @@ fn jwts(text: &str, out: &mut Vec<Finding>) {
 /// `curl -u user:password` / `--user 'user:password'` with a real-looking password.
 fn curl_user(text: &str, out: &mut Vec<Finding>) {
     let b = text.as_bytes();
-    if !text.contains("-u") {
+    if memchr::memmem::find(b, b"-u").is_none() {
         return;
     }
     let mut i = 0;
