@@ -810,8 +810,11 @@ mod tests {
         }
     }
 
-    /// The ASCII path's and the general path's output (text bytes, offset map) for one line.
-    fn both_paths(s: &str) -> ((Vec<u8>, Vec<u32>), (Vec<u8>, Vec<u32>)) {
+    /// Normalised bytes and their offset map.
+    type Folded = (Vec<u8>, Vec<u32>);
+
+    /// The ASCII path's and the general path's output for one line.
+    fn both_paths(s: &str) -> (Folded, Folded) {
         let (mut at, mut am, mut gt, mut gm) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         normalize_ascii(s.as_bytes(), 3, &mut at, &mut am, &mut Vec::new());
         normalize_chars(s, 3, &mut gt, &mut gm);
