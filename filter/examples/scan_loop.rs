@@ -10,6 +10,10 @@ include!("../benches/support/chat_text.rs");
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("dump-secrets") {
+        dump_secrets(args.get(2).map(String::as_str).unwrap_or(""));
+        return;
+    }
     let side = args.get(1).map(String::as_str).unwrap_or("prompt");
     let kb: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(16);
     let n: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(100);
@@ -42,4 +46,27 @@ fn main() {
         total += out.len();
     }
     println!("{side} {kb}KB x{n}: {total} findings");
+}
+
+/// `scan_loop dump-secrets FILE.jsonl`: each row's text and the secrets found in it, one line
+/// per row (for looking at what the secrets detector flags or misses).
+fn dump_secrets(path: &str) {
+    let d = sluice_filter::detect::secrets::SecretDetector::new();
+    let Ok(data) = std::fs::read_to_string(path) else {
+        eprintln!("cannot read {path:?}");
+        std::process::exit(2);
+    };
+    for line in data.lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let text = v["text"].as_str().unwrap_or("");
+        let mut out = Vec::new();
+        d.scan(text, &mut out);
+        let found: Vec<String> = out
+            .iter()
+            .map(|f| format!("{}={:?}", f.kind, text.get(f.span.clone()).unwrap_or("")))
+            .collect();
+        println!("{}\t{:?}\t{:?}", found.len(), found, text);
+    }
 }

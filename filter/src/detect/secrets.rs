@@ -17,6 +17,8 @@ struct Shape {
     kind: &'static str,
     /// Must the prefix start at a word boundary?
     boundary: bool,
+    /// Fixed ending of the body, if the format has one (Anthropic keys end in `AA`).
+    suffix: &'static str,
 }
 
 #[derive(Clone, Copy)]
@@ -58,14 +60,27 @@ const fn shape(
         max,
         kind,
         boundary: true,
+        suffix: "",
     }
+}
+
+/// `shape` whose body must end with `suffix`.
+const fn ending(mut s: Shape, suffix: &'static str) -> Shape {
+    s.suffix = suffix;
+    s
 }
 
 use Charset::*;
 
 const SHAPES: &[Shape] = &[
-    shape("sk-ant-api03-", Url, 95, 95, "ANTHROPIC_API_KEY"),
-    shape("sk-ant-admin01-", Url, 95, 95, "ANTHROPIC_API_KEY"),
+    ending(
+        shape("sk-ant-api03-", Url, 95, 95, "ANTHROPIC_API_KEY"),
+        "AA",
+    ),
+    ending(
+        shape("sk-ant-admin01-", Url, 95, 95, "ANTHROPIC_API_KEY"),
+        "AA",
+    ),
     shape("sk-proj-", Url, 40, 200, "OPENAI_API_KEY"),
     shape("sk-svcacct-", Url, 40, 200, "OPENAI_API_KEY"),
     shape("sk-admin-", Url, 40, 200, "OPENAI_API_KEY"),
@@ -183,6 +198,9 @@ const SHAPES: &[Shape] = &[
     shape("s-s4t2ud-", Alnum, 64, 64, "INTRA42_SECRET"),
     shape("s-s4t2af-", Alnum, 64, 64, "INTRA42_SECRET"),
     shape("p8e-", Alnum, 32, 32, "ADOBE_SECRET"),
+    shape("sqp_", Alnum, 40, 40, "SONARQUBE_TOKEN"),
+    shape("squ_", Alnum, 40, 40, "SONARQUBE_TOKEN"),
+    shape("sqa_", Alnum, 40, 40, "SONARQUBE_TOKEN"),
 ];
 
 /// Key words after which an assigned high-entropy value is a secret.
@@ -218,6 +236,7 @@ const KEYWORDS: &[&str] = &[
     "dsn",
     "x-api-key",
     "id",
+    "login",
 ];
 
 pub struct SecretDetector {
@@ -322,6 +341,7 @@ impl SecretDetector {
         }
         self.assigned(text, &mut found);
         curl_user(text, &mut found);
+        sidekiq(text, &mut found);
         found.sort_by_key(|f| (f.span.start, std::cmp::Reverse(f.span.end)));
         let mut last_end = 0;
         for f in found {
@@ -346,7 +366,12 @@ impl SecretDetector {
                 let Some(s) = SHAPES.get(m.pattern().as_usize()) else {
                     continue;
                 };
-                if s.boundary && m.start() > 0 && is_alnum_at(b, m.start() - 1) {
+                // A prefix after a letter, digit or dot is inside a word or a file name
+                // ("video_box.ico-7a38….png"), not the start of a token.
+                if s.boundary
+                    && m.start() > 0
+                    && (is_alnum_at(b, m.start() - 1) || b[m.start() - 1] == b'.')
+                {
                     continue;
                 }
                 let mut e = m.end();
@@ -358,7 +383,10 @@ impl SecretDetector {
                     continue;
                 }
                 let body = &text[m.end()..e];
-                if is_placeholder(body) || (n >= 16 && entropy(body) < 2.8) {
+                if !body.ends_with(s.suffix)
+                    || is_placeholder(body)
+                    || (n >= 16 && entropy(body) < 2.8)
+                {
                     continue;
                 }
                 found.push(finding(s.kind, m.start(), e, 0.95));
@@ -406,10 +434,16 @@ impl SecretDetector {
             }
             let sep_start = p;
             let rest = &b[p..];
-            if rest.starts_with(b":=") || rest.starts_with(b"=>") || rest.starts_with(b"->") {
+            // Assignment operators: `:`, `=`, `:=`, `=>`, `->`, and make's `::=`, `:::=`, `?=`.
+            let op = rest
+                .iter()
+                .take(4)
+                .take_while(|c| matches!(c, b':' | b'=' | b'?'))
+                .count();
+            if rest.starts_with(b"=>") || rest.starts_with(b"->") {
                 p += 2;
-            } else if rest.first().is_some_and(|c| matches!(c, b':' | b'=')) {
-                p += 1;
+            } else if op > 0 && rest[..op].iter().any(|c| matches!(c, b':' | b'=')) {
+                p += op;
             } else if rest.len() >= 3 && rest[..3].eq_ignore_ascii_case(b"is ") {
                 p += 3;
             }
@@ -642,6 +676,36 @@ fn jwts(text: &str, out: &mut Vec<Finding>) {
     }
 }
 
+/// Sidekiq Enterprise/Pro gem credentials: `BUNDLE_ENTERPRISE__CONTRIBSYS__COM=` (or `GEMS`)
+/// followed by `hex8:hex8`, Bundler's environment form of a source credential.
+fn sidekiq(text: &str, out: &mut Vec<Finding>) {
+    let b = text.as_bytes();
+    let hex8 = |i: usize| {
+        b.get(i..i + 8)
+            .is_some_and(|w| w.iter().all(|c| c.is_ascii_hexdigit()))
+    };
+    let mut from = 0;
+    while let Some(at) = next_at(text, from, "CONTRIBSYS__COM") {
+        from = at + 15;
+        let mut p = from;
+        while b.get(p).is_some_and(|c| matches!(c, b'"' | b'\'' | b' ')) {
+            p += 1;
+        }
+        if !b.get(p).is_some_and(|c| matches!(c, b':' | b'=')) {
+            continue;
+        }
+        while b
+            .get(p)
+            .is_some_and(|c| matches!(c, b':' | b'=' | b' ' | b'"' | b'\''))
+        {
+            p += 1;
+        }
+        if hex8(p) && b.get(p + 8) == Some(&b':') && hex8(p + 9) && !is_alnum_at(b, p + 17) {
+            out.push(finding("SIDEKIQ_SECRET", p, p + 17, 0.9));
+        }
+    }
+}
+
 /// `curl -u user:password` / `--user 'user:password'` with a real-looking password.
 fn curl_user(text: &str, out: &mut Vec<Finding>) {
     let b = text.as_bytes();
@@ -778,6 +842,13 @@ mod tests {
             ("the token is valid for one hour".into(), vec![]),
             ("password: changeme".into(), vec![]),
             ("api_key = \"YOUR_API_KEY_HERE\"".into(), vec![]),
+            ("DEPLOY_TOKEN ?= \"9f8e7d6c-5b4a-3928-1706-f5e4d3c2b1a0\"".into(), vec!["GENERIC_SECRET"]),
+            ("DEPLOY_TOKEN ::= 9f8e7d6c5b4a39281706f5e4d3c2b1a0".into(), vec!["GENERIC_SECRET"]),
+            ("export BUNDLE_GEMS__CONTRIBSYS__COM=\"0af3c2d1:9b8e7f6a\"".into(), vec!["SIDEKIQ_SECRET"]),
+            ("BUNDLE_GEMS__CONTRIBSYS__COM: 0af3c2d1:9b8e7f6".into(), vec![]),
+            ("sqp_9f8e7d6c5b4a39281706f5e4d3c2b1a0a1b2c3d4".into(), vec!["SONARQUBE_TOKEN"]),
+            ("see video_box.ico-7a388b69018576d24b59331fd60aab0c.png".into(), vec![]),
+            (format!("sk-ant-api03-{}BB", "aB3dE6gH9jK2mN5pQ8sT1vW4yZ7bC0eF3hJ6kM9nP2rS5uV8xY1zA4cD7fG0iL3oR6tU9wX2aZ5bY8cX1dW4eV7fU0gT3hS6iR9jQ2kP".get(..93).unwrap_or("")), vec![]),
         ];
         for (text, want) in cases {
             let got: Vec<&str> = kinds(&text).iter().map(|k| k.0).collect();
