@@ -198,6 +198,8 @@ const SHAPES: &[Shape] = &[
     shape("s-s4t2ud-", Alnum, 64, 64, "INTRA42_SECRET"),
     shape("s-s4t2af-", Alnum, 64, 64, "INTRA42_SECRET"),
     shape("p8e-", Alnum, 32, 32, "ADOBE_SECRET"),
+    shape("EAAM", Alnum, 100, 400, "FACEBOOK_TOKEN"),
+    shape("EAAC", Alnum, 100, 400, "FACEBOOK_TOKEN"),
     shape("sqp_", Alnum, 40, 40, "SONARQUBE_TOKEN"),
     shape("squ_", Alnum, 40, 40, "SONARQUBE_TOKEN"),
     shape("sqa_", Alnum, 40, 40, "SONARQUBE_TOKEN"),
@@ -342,6 +344,7 @@ impl SecretDetector {
         self.assigned(text, &mut found);
         curl_user(text, &mut found);
         sidekiq(text, &mut found);
+        facebook_app_tokens(text, &mut found);
         found.sort_by_key(|f| (f.span.start, std::cmp::Reverse(f.span.end)));
         let mut last_end = 0;
         for f in found {
@@ -379,7 +382,7 @@ impl SecretDetector {
                     e += 1;
                 }
                 let n = e - m.end();
-                if n < s.min || n > s.max {
+                if n < s.min || n > s.max || redacted_tail(b, e) {
                     continue;
                 }
                 let body = &text[m.end()..e];
@@ -676,6 +679,43 @@ fn jwts(text: &str, out: &mut Vec<Finding>) {
     }
 }
 
+/// Whether a value ending at `e` is cut short or masked ("xoxp-5723…-####", "ghp_ab12..."):
+/// then it is an example, not a secret. (Not `*`: "**key**" is markdown bold.)
+fn redacted_tail(b: &[u8], e: usize) -> bool {
+    let rest = b.get(e..).unwrap_or_default();
+    rest.starts_with(b"..") || rest.starts_with("…".as_bytes()) || rest.first() == Some(&b'#')
+}
+
+/// Facebook app access tokens: the app id (15–16 digits), `|` (or `%7C`), the app secret or
+/// token (27–40 URL-safe chars).
+fn facebook_app_tokens(text: &str, out: &mut Vec<Finding>) {
+    let b = text.as_bytes();
+    let url = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b'-';
+    let mut from = 0;
+    while let Some(bar) = next_at(text, from, "|") {
+        from = bar + 1;
+        let mut s = bar;
+        while s > 0 && b[s - 1].is_ascii_digit() && bar - s <= 16 {
+            s -= 1;
+        }
+        if !(15..=16).contains(&(bar - s)) || (s > 0 && is_alnum_at(b, s - 1)) {
+            continue;
+        }
+        let mut e = bar + 1;
+        while e < b.len() && url(b[e]) {
+            e += 1;
+        }
+        let secret = text.get(bar + 1..e).unwrap_or("");
+        if (27..=40).contains(&secret.len())
+            && !is_placeholder(secret)
+            && entropy(secret) >= 3.0
+            && !redacted_tail(b, e)
+        {
+            out.push(finding("FACEBOOK_TOKEN", s, e, 0.9));
+        }
+    }
+}
+
 /// Sidekiq Enterprise/Pro gem credentials: `BUNDLE_ENTERPRISE__CONTRIBSYS__COM=` (or `GEMS`)
 /// followed by `hex8:hex8`, Bundler's environment form of a source credential.
 fn sidekiq(text: &str, out: &mut Vec<Finding>) {
@@ -848,6 +888,9 @@ mod tests {
             ("BUNDLE_GEMS__CONTRIBSYS__COM: 0af3c2d1:9b8e7f6".into(), vec![]),
             ("sqp_9f8e7d6c5b4a39281706f5e4d3c2b1a0a1b2c3d4".into(), vec!["SONARQUBE_TOKEN"]),
             ("see video_box.ico-7a388b69018576d24b59331fd60aab0c.png".into(), vec![]),
+            ("token 1308742762612587|rhoK1cbv0DOU_RTX_87O4MkX7AI".into(), vec!["FACEBOOK_TOKEN"]),
+            ("ids 1308742762612587|42 and a|b".into(), vec![]),
+            ("\"token4\": \"xoxp-572370529330-573807301142-572331691188-####\"".into(), vec![]),
             (format!("sk-ant-api03-{}BB", "aB3dE6gH9jK2mN5pQ8sT1vW4yZ7bC0eF3hJ6kM9nP2rS5uV8xY1zA4cD7fG0iL3oR6tU9wX2aZ5bY8cX1dW4eV7fU0gT3hS6iR9jQ2kP".get(..93).unwrap_or("")), vec![]),
         ];
         for (text, want) in cases {
