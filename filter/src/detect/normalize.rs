@@ -474,20 +474,19 @@ fn fold_plain(b: &[u8], base: u32, t: &mut [u8], m: &mut [u32], cands: &mut Vec<
     let Some(&first) = b.first() else {
         return 0;
     };
-    let mut prev = class(first);
     let mut done = n;
-    if prev & WS != 0 {
+    if class(first) & WS != 0 {
         done = 0;
     }
-    let mut pprev = 0u8;
+    // The classes of the last three bytes, four bits each, index `PLAIN`.
+    let mut idx = usize::from(class(first));
     let mut i = 1;
     while i < n && done == n {
-        let k = class(b[i]);
-        // A pair of whitespace bytes, or a letter touching a leet byte, needs the full fold.
-        let bad = (prev & k & WS) | (((prev & LETTER) << 1) & k) | (((k & LETTER) << 1) & prev);
-        if bad != 0 {
+        idx = ((idx << 4) | usize::from(class(b[i]))) & 0xFFF;
+        let f = PLAIN[idx];
+        if f & PLAIN_BAD != 0 {
             // Restart at the first of the two spaces, or at the start of the word.
-            done = if k & WS != 0 {
+            done = if class(b[i]) & WS != 0 {
                 i - 1
             } else {
                 b[..i]
@@ -497,12 +496,9 @@ fn fold_plain(b: &[u8], base: u32, t: &mut [u8], m: &mut [u32], cands: &mut Vec<
             };
             break;
         }
-        // A single letter before a separator may start a spaced-out word.
-        if prev & LETTER != 0 && pprev & LETTER == 0 && k & (SEP | WS) != 0 {
+        if f & PLAIN_CAND != 0 {
             cands.push((i - 1) as u32);
         }
-        pprev = prev;
-        prev = k;
         i += 1;
     }
     for (((d, dm), &c), o) in t.iter_mut().zip(m.iter_mut()).zip(&b[..done]).zip(base..) {
@@ -511,6 +507,30 @@ fn fold_plain(b: &[u8], base: u32, t: &mut [u8], m: &mut [u32], cands: &mut Vec<
     }
     done
 }
+
+/// `PLAIN[pprev << 8 | prev << 4 | cur]` (byte classes): `PLAIN_BAD` if `prev, cur` is a pair of
+/// whitespace bytes or a letter touching a leet byte; `PLAIN_CAND` if `prev` is a single letter
+/// (after a non-letter) before a separator, where a spaced-out word may start.
+const PLAIN_BAD: u8 = 1;
+const PLAIN_CAND: u8 = 2;
+static PLAIN: [u8; 4096] = {
+    let mut t = [0u8; 4096];
+    let mut x = 0;
+    while x < 4096 {
+        let (pprev, prev, k) = ((x >> 8) as u8, ((x >> 4) & 15) as u8, (x & 15) as u8);
+        let bad = (prev & k & WS) | (((prev & LETTER) << 1) & k) | (((k & LETTER) << 1) & prev);
+        let mut f = 0;
+        if bad != 0 {
+            f |= PLAIN_BAD;
+        }
+        if prev & LETTER != 0 && pprev & LETTER == 0 && k & (SEP | WS) != 0 {
+            f |= PLAIN_CAND;
+        }
+        t[x] = f;
+        x += 1;
+    }
+    t
+};
 
 /// ASCII letters to lower case, whitespace to a space, other bytes unchanged.
 static LOWER: [u8; 256] = {

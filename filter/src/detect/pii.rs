@@ -336,17 +336,20 @@ pub fn ssn_valid(area: u32, group: u32, serial: u32) -> bool {
 
 /// 12–19 digits, single space or dash separators, Luhn-valid.
 fn card_at(b: &[u8], i: usize) -> Option<usize> {
-    let mut ds: Vec<u8> = Vec::with_capacity(19);
+    // Digits in a fixed array: this runs at every number, so no allocation.
+    let mut ds = [0u8; 19];
+    let mut len = 0;
     let mut e = i;
     let mut last_end = None;
     let mut sep: Option<u8> = None;
-    while e < b.len() && ds.len() < 19 {
+    while e < b.len() && len < ds.len() {
         let c = b[e];
         if c.is_ascii_digit() {
-            ds.push(c - b'0');
+            ds[len] = c - b'0';
+            len += 1;
             e += 1;
-            if ds.len() >= 12 && !next_digit(b, e) {
-                last_end = Some((e, ds.len()));
+            if len >= 12 && !next_digit(b, e) {
+                last_end = Some((e, len));
             }
         } else if (c == b' ' || c == b'-') && next_digit(b, e + 1) && sep.is_none_or(|s| s == c) {
             sep = Some(c);
