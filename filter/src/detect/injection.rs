@@ -1602,14 +1602,7 @@ impl InjectionDetector {
             let mut toks = Vec::new();
             model::tokens(&norm.text, &mut toks);
             let doc = matches!(role, Role::Tool | Role::Document);
-            let mut feats = Vec::new();
-            let mut best = 0.0f32;
-            for w in model::windows(toks.len()) {
-                let end = (w + model::WINDOW).min(toks.len());
-                model::window_features(toks.get(w..end).unwrap_or(&[]), doc, &mut feats);
-                best = best.max(m.score(&feats, lex));
-            }
-            score = best;
+            score = best_window_score(m, &toks, doc, lex);
             if span.is_empty() {
                 span = 0..text.len();
             }
@@ -1757,6 +1750,47 @@ impl InjectionDetector {
     }
 }
 
+/// The model's highest score over the windows of `toks`: the same as scoring each window's
+/// `window_features`, but every unigram and bigram weight is looked up once (windows overlap
+/// by half) and each window's sum is a difference of running totals.
+fn best_window_score(m: &LinearModel, toks: &[u32], doc: bool, lex: f32) -> f32 {
+    // sums[k]: total weight of unigrams 0..k and of bigrams ending at 1..k.
+    let mut uni = Vec::with_capacity(toks.len() + 1);
+    let mut bi = Vec::with_capacity(toks.len() + 1);
+    let (mut u, mut g) = (0i32, 0i32);
+    uni.push(0);
+    bi.push(0);
+    for (k, &t) in toks.iter().enumerate() {
+        u += i32::from(m.weight(t & (model::BUCKETS - 1) as u32));
+        if let Some(&p) = k.checked_sub(1).and_then(|j| toks.get(j)) {
+            g += i32::from(m.weight(model::bigram(p, t)));
+        }
+        uni.push(u);
+        bi.push(g);
+    }
+    let doc_w = if doc {
+        i32::from(m.weight(model::DOCUMENT_FEATURE))
+    } else {
+        0
+    };
+    let mut best = 0.0f32;
+    for w in model::windows(toks.len()) {
+        let end = (w + model::WINDOW).min(toks.len());
+        let len = end.saturating_sub(w);
+        let at = |v: &Vec<i32>, i: usize| v.get(i).copied().unwrap_or(0);
+        // Bigrams inside the window end at w+1..end.
+        let bigrams = if len > 1 {
+            at(&bi, end) - at(&bi, w + 1)
+        } else {
+            0
+        };
+        let sum = at(&uni, end) - at(&uni, w) + bigrams + doc_w;
+        let n = len + len.saturating_sub(1) + usize::from(doc);
+        best = best.max(m.score_sum(sum as f32, n, lex));
+    }
+    best
+}
+
 fn is_cjk(c: char) -> bool {
     matches!(c as u32, 0x3040..=0x30FF | 0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xF900..=0xFAFF)
 }
@@ -1795,6 +1829,36 @@ fn possessed(hits: &[Hit], i: usize, window: usize) -> Option<&Hit> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn window_sums_equal_feature_scores() {
+        let Some(m) = LinearModel::from_bytes(MODEL_BYTES) else {
+            return;
+        };
+        let mut x: u32 = 12345;
+        for n in [0usize, 1, 2, 50, 95, 96, 97, 200, 1000, 5000] {
+            let toks: Vec<u32> = (0..n)
+                .map(|_| {
+                    x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                    x
+                })
+                .collect();
+            for doc in [false, true] {
+                let mut feats = Vec::new();
+                let mut want = 0.0f32;
+                for w in model::windows(toks.len()) {
+                    let end = (w + model::WINDOW).min(toks.len());
+                    model::window_features(&toks[w..end], doc, &mut feats);
+                    want = want.max(m.score(&feats, 0.3));
+                }
+                assert_eq!(
+                    best_window_score(&m, &toks, doc, 0.3),
+                    want,
+                    "n {n} doc {doc}"
+                );
+            }
+        }
+    }
 
     fn detector() -> &'static InjectionDetector {
         static D: std::sync::OnceLock<InjectionDetector> = std::sync::OnceLock::new();

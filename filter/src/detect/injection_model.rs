@@ -36,9 +36,29 @@ pub fn tokens(norm: &str, out: &mut Vec<u32>) {
         }
         return;
     }
+    // ASCII bytes are handled as bytes; only other chars are decoded.
+    let b = norm.as_bytes();
     let mut h: u32 = 0x811C_9DC5;
     let mut in_word = false;
-    for c in norm.chars() {
+    let mut i = 0;
+    while i < b.len() {
+        let byte = b[i];
+        if byte.is_ascii() {
+            if byte.is_ascii_alphanumeric() {
+                h = (h ^ u32::from(byte)).wrapping_mul(0x0100_0193);
+                in_word = true;
+            } else if in_word {
+                out.push(h);
+                h = 0x811C_9DC5;
+                in_word = false;
+            }
+            i += 1;
+            continue;
+        }
+        let Some(c) = norm.get(i..).and_then(|t| t.chars().next()) else {
+            break;
+        };
+        i += c.len_utf8();
         let cjk = is_cjk(c);
         if c.is_alphanumeric() && !cjk {
             let mut buf = [0u8; 4];
@@ -75,17 +95,26 @@ pub fn window_features(toks: &[u32], document: bool, out: &mut Vec<u32>) {
     for &t in toks {
         out.push(t & mask);
         if let Some(p) = prev {
-            let bi = (p.rotate_left(7) ^ t).wrapping_mul(0x85EB_CA6B);
-            out.push((bi ^ (bi >> 16)) & mask);
+            out.push(bigram(p, t));
         }
         prev = Some(t);
     }
     if document {
-        out.push(0x1234 & mask);
+        out.push(DOCUMENT_FEATURE);
     }
 }
 
 /// Window start offsets (token index) for a text of `n` tokens.
+/// The feature bucket of the word pair `(p, t)`.
+#[inline]
+pub fn bigram(p: u32, t: u32) -> u32 {
+    let bi = (p.rotate_left(7) ^ t).wrapping_mul(0x85EB_CA6B);
+    (bi ^ (bi >> 16)) & (BUCKETS - 1) as u32
+}
+
+/// The feature bucket every document window gets.
+pub const DOCUMENT_FEATURE: u32 = 0x1234 & (BUCKETS - 1) as u32;
+
 pub fn windows(n: usize) -> impl Iterator<Item = usize> {
     let count = if n <= WINDOW {
         1
@@ -142,9 +171,22 @@ impl LinearModel {
     pub fn score(&self, feats: &[u32], lexicon: f32) -> f32 {
         let mut sum = 0.0f32;
         for &f in feats {
-            sum += f32::from(self.weights.get(f as usize).copied().unwrap_or(0));
+            sum += f32::from(self.weight(f));
         }
-        let z = self.bias + self.lexicon * lexicon + sum * self.scale * length_norm(feats.len());
+        self.score_sum(sum, feats.len(), lexicon)
+    }
+
+    /// The weight of one feature bucket (0 outside the table).
+    #[inline]
+    pub fn weight(&self, f: u32) -> i8 {
+        self.weights.get(f as usize).copied().unwrap_or(0)
+    }
+
+    /// `score` from the sum of a window's feature weights and its feature count, so a caller
+    /// can sum windows incrementally. Weights are small integers, so any order of summing
+    /// gives the same `sum`.
+    pub fn score_sum(&self, sum: f32, n_feats: usize, lexicon: f32) -> f32 {
+        let z = self.bias + self.lexicon * lexicon + sum * self.scale * length_norm(n_feats);
         1.0 / (1.0 + (-z).exp())
     }
 }

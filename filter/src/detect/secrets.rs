@@ -4,7 +4,7 @@
 //! aho-corasick; each candidate is then read by hand and checked for length, charset,
 //! entropy and placeholder look (`xxxx`, `<token>`, `${VAR}`).
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, Input, MatchKind};
 
 use super::{is_alnum_at, DetectorId, Finding};
 
@@ -17,6 +17,8 @@ struct Shape {
     kind: &'static str,
     /// Must the prefix start at a word boundary?
     boundary: bool,
+    /// Fixed ending of the body, if the format has one (Anthropic keys end in `AA`).
+    suffix: &'static str,
 }
 
 #[derive(Clone, Copy)]
@@ -58,14 +60,27 @@ const fn shape(
         max,
         kind,
         boundary: true,
+        suffix: "",
     }
+}
+
+/// `shape` whose body must end with `suffix`.
+const fn ending(mut s: Shape, suffix: &'static str) -> Shape {
+    s.suffix = suffix;
+    s
 }
 
 use Charset::*;
 
 const SHAPES: &[Shape] = &[
-    shape("sk-ant-api03-", Url, 95, 95, "ANTHROPIC_API_KEY"),
-    shape("sk-ant-admin01-", Url, 95, 95, "ANTHROPIC_API_KEY"),
+    ending(
+        shape("sk-ant-api03-", Url, 95, 95, "ANTHROPIC_API_KEY"),
+        "AA",
+    ),
+    ending(
+        shape("sk-ant-admin01-", Url, 95, 95, "ANTHROPIC_API_KEY"),
+        "AA",
+    ),
     shape("sk-proj-", Url, 40, 200, "OPENAI_API_KEY"),
     shape("sk-svcacct-", Url, 40, 200, "OPENAI_API_KEY"),
     shape("sk-admin-", Url, 40, 200, "OPENAI_API_KEY"),
@@ -183,6 +198,11 @@ const SHAPES: &[Shape] = &[
     shape("s-s4t2ud-", Alnum, 64, 64, "INTRA42_SECRET"),
     shape("s-s4t2af-", Alnum, 64, 64, "INTRA42_SECRET"),
     shape("p8e-", Alnum, 32, 32, "ADOBE_SECRET"),
+    shape("EAAM", Alnum, 100, 400, "FACEBOOK_TOKEN"),
+    shape("EAAC", Alnum, 100, 400, "FACEBOOK_TOKEN"),
+    shape("sqp_", Alnum, 40, 40, "SONARQUBE_TOKEN"),
+    shape("squ_", Alnum, 40, 40, "SONARQUBE_TOKEN"),
+    shape("sqa_", Alnum, 40, 40, "SONARQUBE_TOKEN"),
 ];
 
 /// Key words after which an assigned high-entropy value is a secret.
@@ -218,11 +238,40 @@ const KEYWORDS: &[&str] = &[
     "dsn",
     "x-api-key",
     "id",
+    "login",
 ];
 
 pub struct SecretDetector {
     prefixes: Option<AhoCorasick>,
     keywords: Option<AhoCorasick>,
+    /// Shortest run of token bytes (`TOKEN`) that can hold a prefix and its body.
+    min_run: usize,
+    /// How far before a run a prefix may start (prefixes with a space: `FlyV1 `).
+    lookback: usize,
+}
+
+/// Bytes of token-like runs: every prefix and body byte except the spaces of a few prefixes.
+static TOKEN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = b.is_ascii_alphanumeric()
+            || matches!(b, b'_' | b'-' | b'.' | b'/' | b'+' | b'=' | b'~');
+        c += 1;
+    }
+    t
+};
+
+/// For a prefix: how many of its leading bytes lie outside the token run that holds its body
+/// (up to and including its last non-token byte), and the shortest such run.
+fn run_needs(s: &Shape) -> (usize, usize) {
+    let cut = s
+        .prefix
+        .bytes()
+        .rposition(|c| !TOKEN[c as usize])
+        .map_or(0, |i| i + 1);
+    (cut, s.prefix.len() - cut + s.min)
 }
 
 impl Default for SecretDetector {
@@ -253,7 +302,14 @@ impl SecretDetector {
             .kind(Some(AhoCorasickKind::DFA))
             .build(KEYWORDS)
             .ok();
-        SecretDetector { prefixes, keywords }
+        let min_run = SHAPES.iter().map(|s| run_needs(s).1).min().unwrap_or(0);
+        let lookback = SHAPES.iter().map(|s| run_needs(s).0).max().unwrap_or(0);
+        SecretDetector {
+            prefixes,
+            keywords,
+            min_run,
+            lookback,
+        }
     }
 
     /// Appends secret findings, non-overlapping (specific shapes win over generic ones).
@@ -264,11 +320,61 @@ impl SecretDetector {
         jwts(text, &mut found);
         connection_strings(text, &mut found);
         if let Some(ac) = &self.prefixes {
-            for m in ac.find_iter(text) {
+            // Prefilter: a prefix and its body lie in one run of token bytes (a prefix with a
+            // space just before it) at least `min_run` long. Prose has few such runs, so the
+            // automaton reads a small part of the text.
+            let mut i = 0;
+            let mut searched = 0;
+            while i < b.len() {
+                if !TOKEN[b[i] as usize] {
+                    i += 1;
+                    continue;
+                }
+                let run = i;
+                while i < b.len() && TOKEN[b[i] as usize] {
+                    i += 1;
+                }
+                if i - run >= self.min_run {
+                    let from = run.saturating_sub(self.lookback).max(searched);
+                    self.prefixed(ac, text, from..i, &mut found);
+                    searched = i;
+                }
+            }
+        }
+        self.assigned(text, &mut found);
+        curl_user(text, &mut found);
+        sidekiq(text, &mut found);
+        facebook_app_tokens(text, &mut found);
+        found.sort_by_key(|f| (f.span.start, std::cmp::Reverse(f.span.end)));
+        let mut last_end = 0;
+        for f in found {
+            if f.span.start >= last_end {
+                last_end = f.span.end;
+                out.push(f);
+            }
+        }
+    }
+
+    /// Provider shapes whose prefix lies in `range` of `text`.
+    fn prefixed(
+        &self,
+        ac: &AhoCorasick,
+        text: &str,
+        range: std::ops::Range<usize>,
+        found: &mut Vec<Finding>,
+    ) {
+        let b = text.as_bytes();
+        {
+            for m in ac.find_iter(Input::new(text).range(range)) {
                 let Some(s) = SHAPES.get(m.pattern().as_usize()) else {
                     continue;
                 };
-                if s.boundary && m.start() > 0 && is_alnum_at(b, m.start() - 1) {
+                // A prefix after a letter, digit or dot is inside a word or a file name
+                // ("video_box.ico-7a38….png"), not the start of a token.
+                if s.boundary
+                    && m.start() > 0
+                    && (is_alnum_at(b, m.start() - 1) || b[m.start() - 1] == b'.')
+                {
                     continue;
                 }
                 let mut e = m.end();
@@ -276,24 +382,17 @@ impl SecretDetector {
                     e += 1;
                 }
                 let n = e - m.end();
-                if n < s.min || n > s.max {
+                if n < s.min || n > s.max || redacted_tail(b, e) {
                     continue;
                 }
                 let body = &text[m.end()..e];
-                if is_placeholder(body) || (n >= 16 && entropy(body) < 2.8) {
+                if !body.ends_with(s.suffix)
+                    || is_placeholder(body)
+                    || (n >= 16 && entropy(body) < 2.8)
+                {
                     continue;
                 }
                 found.push(finding(s.kind, m.start(), e, 0.95));
-            }
-        }
-        self.assigned(text, &mut found);
-        curl_user(text, &mut found);
-        found.sort_by_key(|f| (f.span.start, std::cmp::Reverse(f.span.end)));
-        let mut last_end = 0;
-        for f in found {
-            if f.span.start >= last_end {
-                last_end = f.span.end;
-                out.push(f);
             }
         }
     }
@@ -338,10 +437,16 @@ impl SecretDetector {
             }
             let sep_start = p;
             let rest = &b[p..];
-            if rest.starts_with(b":=") || rest.starts_with(b"=>") || rest.starts_with(b"->") {
+            // Assignment operators: `:`, `=`, `:=`, `=>`, `->`, and make's `::=`, `:::=`, `?=`.
+            let op = rest
+                .iter()
+                .take(4)
+                .take_while(|c| matches!(c, b':' | b'=' | b'?'))
+                .count();
+            if rest.starts_with(b"=>") || rest.starts_with(b"->") {
                 p += 2;
-            } else if rest.first().is_some_and(|c| matches!(c, b':' | b'=')) {
-                p += 1;
+            } else if op > 0 && rest[..op].iter().any(|c| matches!(c, b':' | b'=')) {
+                p += op;
             } else if rest.len() >= 3 && rest[..3].eq_ignore_ascii_case(b"is ") {
                 p += 3;
             }
@@ -492,8 +597,7 @@ pub fn entropy(s: &str) -> f32 {
 
 fn pem_keys(text: &str, out: &mut Vec<Finding>) {
     let mut from = 0;
-    while let Some(rel) = text.get(from..).and_then(|t| t.find("-----BEGIN ")) {
-        let s = from + rel;
+    while let Some(s) = next_at(text, from, "-----BEGIN ") {
         let Some(head_end) = text.get(s + 11..).and_then(|t| t.find("-----")) else {
             break;
         };
@@ -531,9 +635,14 @@ fn pem_keys(text: &str, out: &mut Vec<Finding>) {
     }
 }
 
-/// Byte offset of the next `needle` at or after `from` (std's substring search is vectorised).
+/// Byte offset of the next `needle` at or after `from` (memchr's vectorised search).
 fn next_at(text: &str, from: usize, needle: &str) -> Option<usize> {
-    text.get(from..)?.find(needle).map(|r| from + r)
+    let hay = text.as_bytes().get(from..)?;
+    let at = match needle.as_bytes() {
+        [c] => memchr::memchr(*c, hay),
+        n => memchr::memmem::find(hay, n),
+    };
+    at.map(|r| from + r)
 }
 
 fn jwts(text: &str, out: &mut Vec<Finding>) {
@@ -570,10 +679,77 @@ fn jwts(text: &str, out: &mut Vec<Finding>) {
     }
 }
 
+/// Whether a value ending at `e` is cut short or masked ("xoxp-5723…-####", "ghp_ab12..."):
+/// then it is an example, not a secret. (Not `*`: "**key**" is markdown bold.)
+fn redacted_tail(b: &[u8], e: usize) -> bool {
+    let rest = b.get(e..).unwrap_or_default();
+    rest.starts_with(b"..") || rest.starts_with("…".as_bytes()) || rest.first() == Some(&b'#')
+}
+
+/// Facebook app access tokens: the app id (15–16 digits), `|` (or `%7C`), the app secret or
+/// token (27–40 URL-safe chars).
+fn facebook_app_tokens(text: &str, out: &mut Vec<Finding>) {
+    let b = text.as_bytes();
+    let url = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b'-';
+    let mut from = 0;
+    while let Some(bar) = next_at(text, from, "|") {
+        from = bar + 1;
+        let mut s = bar;
+        while s > 0 && b[s - 1].is_ascii_digit() && bar - s <= 16 {
+            s -= 1;
+        }
+        if !(15..=16).contains(&(bar - s)) || (s > 0 && is_alnum_at(b, s - 1)) {
+            continue;
+        }
+        let mut e = bar + 1;
+        while e < b.len() && url(b[e]) {
+            e += 1;
+        }
+        let secret = text.get(bar + 1..e).unwrap_or("");
+        if (27..=40).contains(&secret.len())
+            && !is_placeholder(secret)
+            && entropy(secret) >= 3.0
+            && !redacted_tail(b, e)
+        {
+            out.push(finding("FACEBOOK_TOKEN", s, e, 0.9));
+        }
+    }
+}
+
+/// Sidekiq Enterprise/Pro gem credentials: `BUNDLE_ENTERPRISE__CONTRIBSYS__COM=` (or `GEMS`)
+/// followed by `hex8:hex8`, Bundler's environment form of a source credential.
+fn sidekiq(text: &str, out: &mut Vec<Finding>) {
+    let b = text.as_bytes();
+    let hex8 = |i: usize| {
+        b.get(i..i + 8)
+            .is_some_and(|w| w.iter().all(|c| c.is_ascii_hexdigit()))
+    };
+    let mut from = 0;
+    while let Some(at) = next_at(text, from, "CONTRIBSYS__COM") {
+        from = at + 15;
+        let mut p = from;
+        while b.get(p).is_some_and(|c| matches!(c, b'"' | b'\'' | b' ')) {
+            p += 1;
+        }
+        if !b.get(p).is_some_and(|c| matches!(c, b':' | b'=')) {
+            continue;
+        }
+        while b
+            .get(p)
+            .is_some_and(|c| matches!(c, b':' | b'=' | b' ' | b'"' | b'\''))
+        {
+            p += 1;
+        }
+        if hex8(p) && b.get(p + 8) == Some(&b':') && hex8(p + 9) && !is_alnum_at(b, p + 17) {
+            out.push(finding("SIDEKIQ_SECRET", p, p + 17, 0.9));
+        }
+    }
+}
+
 /// `curl -u user:password` / `--user 'user:password'` with a real-looking password.
 fn curl_user(text: &str, out: &mut Vec<Finding>) {
     let b = text.as_bytes();
-    if !text.contains("-u") {
+    if memchr::memmem::find(b, b"-u").is_none() {
         return;
     }
     let mut i = 0;
@@ -706,6 +882,16 @@ mod tests {
             ("the token is valid for one hour".into(), vec![]),
             ("password: changeme".into(), vec![]),
             ("api_key = \"YOUR_API_KEY_HERE\"".into(), vec![]),
+            ("DEPLOY_TOKEN ?= \"9f8e7d6c-5b4a-3928-1706-f5e4d3c2b1a0\"".into(), vec!["GENERIC_SECRET"]),
+            ("DEPLOY_TOKEN ::= 9f8e7d6c5b4a39281706f5e4d3c2b1a0".into(), vec!["GENERIC_SECRET"]),
+            ("export BUNDLE_GEMS__CONTRIBSYS__COM=\"0af3c2d1:9b8e7f6a\"".into(), vec!["SIDEKIQ_SECRET"]),
+            ("BUNDLE_GEMS__CONTRIBSYS__COM: 0af3c2d1:9b8e7f6".into(), vec![]),
+            ("sqp_9f8e7d6c5b4a39281706f5e4d3c2b1a0a1b2c3d4".into(), vec!["SONARQUBE_TOKEN"]),
+            ("see video_box.ico-7a388b69018576d24b59331fd60aab0c.png".into(), vec![]),
+            ("token 1308742762612587|rhoK1cbv0DOU_RTX_87O4MkX7AI".into(), vec!["FACEBOOK_TOKEN"]),
+            ("ids 1308742762612587|42 and a|b".into(), vec![]),
+            ("\"token4\": \"xoxp-572370529330-573807301142-572331691188-####\"".into(), vec![]),
+            (format!("sk-ant-api03-{}BB", "aB3dE6gH9jK2mN5pQ8sT1vW4yZ7bC0eF3hJ6kM9nP2rS5uV8xY1zA4cD7fG0iL3oR6tU9wX2aZ5bY8cX1dW4eV7fU0gT3hS6iR9jQ2kP".get(..93).unwrap_or("")), vec![]),
         ];
         for (text, want) in cases {
             let got: Vec<&str> = kinds(&text).iter().map(|k| k.0).collect();
