@@ -16,6 +16,10 @@ pub struct Context<'a> {
     pub path: &'a str,
     /// The caller's identity as configured (a header value or the mTLS principal), unhashed.
     pub user: Option<&'a str>,
+    /// The downstream peer as Envoy reports it (`ip:port`).
+    pub source: Option<&'a str>,
+    /// The request's `:authority`: the provider's host as the caller addressed it.
+    pub destination: Option<&'a str>,
     pub route: Option<&'a str>,
     /// Milliseconds since the Unix epoch.
     pub now_ms: u64,
@@ -74,6 +78,12 @@ pub fn event(ex: &Exchange, ctx: &Context, salt: &str) -> String {
         });
         doc["sluice"]["usage"] = serde_json::json!({ "estimated": usage.estimated });
     }
+    if let Some((host, port)) = ctx.source.and_then(host_port) {
+        doc["source"] = endpoint(host, port);
+    }
+    if let Some((host, port)) = ctx.destination.and_then(host_port) {
+        doc["destination"] = endpoint(host, port);
+    }
     if let Some(user) = ctx.user {
         doc["user"] = serde_json::json!({ "id": hash_user(salt, user) });
     }
@@ -92,6 +102,33 @@ pub fn event(ex: &Exchange, ctx: &Context, salt: &str) -> String {
         doc["sluice"]["route"] = serde_json::json!(route);
     }
     doc.to_string()
+}
+
+/// Splits `host:port`, `[v6]:port`, a bare host or a bare IPv6 address.
+fn host_port(s: &str) -> Option<(&str, Option<u16>)> {
+    let s = s.trim();
+    if let Some(rest) = s.strip_prefix('[') {
+        let (host, after) = rest.split_once(']')?;
+        return Some((host, after.strip_prefix(':').and_then(|p| p.parse().ok())));
+    }
+    match s.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') => Some((host, port.parse().ok())),
+        _ => (!s.is_empty()).then_some((s, None)),
+    }
+}
+
+/// ECS `source` / `destination`: `ip` when the host is an address, else `domain`.
+fn endpoint(host: &str, port: Option<u16>) -> serde_json::Value {
+    let mut v = serde_json::json!({ "address": host });
+    if host.parse::<std::net::IpAddr>().is_ok() {
+        v["ip"] = serde_json::json!(host);
+    } else {
+        v["domain"] = serde_json::json!(host.to_ascii_lowercase());
+    }
+    if let Some(port) = port {
+        v["port"] = serde_json::json!(port);
+    }
+    v
 }
 
 /// Three decimals are plenty for a score and keep `0.8999999761581421` out of the log.
@@ -135,6 +172,16 @@ mod tests {
     use crate::engine::Engine;
 
     #[test]
+    fn host_and_port_forms() {
+        assert_eq!(host_port("1.2.3.4:80"), Some(("1.2.3.4", Some(80))));
+        assert_eq!(host_port("[::1]:8443"), Some(("::1", Some(8443))));
+        assert_eq!(host_port("::1"), Some(("::1", None)));
+        assert_eq!(host_port("api.openai.com"), Some(("api.openai.com", None)));
+        assert_eq!(host_port("[::1"), None);
+        assert_eq!(host_port(""), None);
+    }
+
+    #[test]
     fn timestamps() {
         assert_eq!(timestamp(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(timestamp(951_782_400_123), "2000-02-29T00:00:00.123Z");
@@ -152,6 +199,8 @@ mod tests {
             request_id: "r1",
             path: "/v1/chat/completions?x=1",
             user: Some("alice"),
+            source: Some("10.1.2.3:41000"),
+            destination: Some("API.openai.com"),
             route: None,
             now_ms: 1_795_392_000_000,
         };
@@ -169,6 +218,14 @@ mod tests {
         assert_eq!(doc["gen_ai"]["request"]["model"], "gpt-4o");
         assert_eq!(doc["url"]["path"], "/v1/chat/completions");
         assert_eq!(doc["user"]["id"], hash_user("pepper", "alice"));
+        assert_eq!(
+            doc["source"],
+            serde_json::json!({"address": "10.1.2.3", "ip": "10.1.2.3", "port": 41000})
+        );
+        assert_eq!(
+            doc["destination"],
+            serde_json::json!({"address": "API.openai.com", "domain": "api.openai.com"})
+        );
         assert_ne!(hash_user("pepper", "alice"), hash_user("salt", "alice"));
         let text = doc.to_string();
         assert!(!text.contains("jane@example.com") && !text.contains("alice"));
@@ -182,6 +239,8 @@ mod tests {
             request_id: "r",
             path: "/v1/chat/completions",
             user: None,
+            source: None,
+            destination: None,
             route: None,
             now_ms: 0,
         };
@@ -211,6 +270,8 @@ mod tests {
             request_id: "r",
             path: "/v1/messages",
             user: None,
+            source: None,
+            destination: None,
             route: None,
             now_ms: 0,
         };

@@ -37,6 +37,8 @@ def test_every_inspected_exchange_leaves_one_audit_event(fake_provider, judge):
     assert "prompt_injection" in blk["sluice"]["detections"]
     assert 0.5 <= blk["sluice"]["scores"]["prompt_injection"] <= 1.0
     for event in events:
+        assert event["source"]["ip"] == "127.0.0.1" and event["source"]["port"] > 0
+        assert event["destination"]["ip"] == "127.0.0.1" and event["destination"]["port"] == proxy.port
         assert event["gen_ai"]["system"] == "openai"
         assert event["gen_ai"]["request"]["model"] == "gpt-4o-mini"
         assert event["url"]["path"] == "/v1/chat/completions"

@@ -50,6 +50,9 @@ pub struct Stream {
     path: String,
     /// The caller's identity for audit events, unhashed (hashed when the event is written).
     user: Option<String>,
+    /// The downstream peer (`ip:port`) and the request's `:authority`, for audit events.
+    source: Option<String>,
+    authority: Option<String>,
     /// Copy of an observed whole answer, for its usage.
     observed: Vec<u8>,
     /// The answer's tokens were charged to the caller's budget.
@@ -72,6 +75,8 @@ impl Stream {
             judge_sent: Duration::ZERO,
             path: String::new(),
             user: None,
+            source: None,
+            authority: None,
             observed: Vec::new(),
             tokens_charged: false,
         }
@@ -137,6 +142,8 @@ impl Stream {
             request_id: &self.request_id,
             path: &self.path,
             user: self.user.as_deref(),
+            source: self.source.as_deref(),
+            destination: self.authority.as_deref(),
             route: self.engine.route_name(ex),
             now_ms,
         };
@@ -442,6 +449,11 @@ impl HttpContext for Stream {
         };
         self.exchange = Some(exchange);
         self.path = path;
+        self.source = hostcalls::get_property(vec!["source", "address"])
+            .ok()
+            .flatten()
+            .and_then(|b| String::from_utf8(b).ok());
+        self.authority = header(map, ":authority");
         self.user = match &self.engine.config.audit.user_header {
             Some(name) => header(map, name),
             None => source_principal(),
