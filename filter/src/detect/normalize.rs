@@ -668,35 +668,51 @@ pub fn decoded_payloads(src: &str, limit: usize) -> Vec<(std::ops::Range<usize>,
         while r > i && is_b64(b[r - 1]) {
             r -= 1;
         }
-        i = r;
-        let start = i;
-        while i < b.len() && is_b64(b[i]) {
-            i += 1;
-        }
-        let mut end = i;
-        while end < b.len() && b[end] == b'=' && end - i < 2 {
-            end += 1;
-        }
-        let run = &src[start..i];
-        if run.len() >= MIN_RUN {
-            let all_hex = run.bytes().all(|c| c.is_ascii_hexdigit());
-            let decoded = if all_hex && run.len().is_multiple_of(2) {
-                decode_hex(run)
-            } else {
-                decode_b64(run)
-            };
-            if let Some(text) = decoded.and_then(printable_text) {
-                out.push((start..end, text));
-            }
-        }
-        i = end.max(i);
+        i = decode_run(src, r, MIN_RUN, &mut out);
     }
-    if out.len() < limit && count_percent_escapes(b) >= 3 {
+    decode_percent(src, limit, &mut out);
+    out
+}
+
+/// Decodes the base64 or hex run starting at `start` (with up to two `=` of padding) if it is
+/// at least `min_run` bytes and decodes to text; returns where the run ends.
+fn decode_run(
+    src: &str,
+    start: usize,
+    min_run: usize,
+    out: &mut Vec<(std::ops::Range<usize>, String)>,
+) -> usize {
+    let b = src.as_bytes();
+    let mut i = start;
+    while i < b.len() && B64[b[i] as usize] {
+        i += 1;
+    }
+    let mut end = i;
+    while end < b.len() && b[end] == b'=' && end - i < 2 {
+        end += 1;
+    }
+    let run = &src[start..i];
+    if run.len() >= min_run {
+        let all_hex = run.bytes().all(|c| c.is_ascii_hexdigit());
+        let decoded = if all_hex && run.len().is_multiple_of(2) {
+            decode_hex(run)
+        } else {
+            decode_b64(run)
+        };
+        if let Some(text) = decoded.and_then(printable_text) {
+            out.push((start..end, text));
+        }
+    }
+    end.max(i)
+}
+
+/// The whole text URL-decoded, when it holds enough `%XX` escapes and room is left.
+fn decode_percent(src: &str, limit: usize, out: &mut Vec<(std::ops::Range<usize>, String)>) {
+    if out.len() < limit && count_percent_escapes(src.as_bytes()) >= 3 {
         if let Some(text) = percent_decode(src).and_then(printable_text) {
             out.push((0..src.len(), text));
         }
     }
-    out
 }
 
 fn decode_hex(s: &str) -> Option<Vec<u8>> {
@@ -806,33 +822,9 @@ mod tests {
                 i += 1;
                 continue;
             }
-            let start = i;
-            while i < b.len() && is_b64(b[i]) {
-                i += 1;
-            }
-            let mut end = i;
-            while end < b.len() && b[end] == b'=' && end - i < 2 {
-                end += 1;
-            }
-            let run = &src[start..i];
-            if run.len() >= 16 {
-                let all_hex = run.bytes().all(|c| c.is_ascii_hexdigit());
-                let decoded = if all_hex && run.len().is_multiple_of(2) {
-                    decode_hex(run)
-                } else {
-                    decode_b64(run)
-                };
-                if let Some(text) = decoded.and_then(printable_text) {
-                    out.push((start..end, text));
-                }
-            }
-            i = end.max(i);
+            i = decode_run(src, i, 16, &mut out);
         }
-        if out.len() < limit && count_percent_escapes(b) >= 3 {
-            if let Some(text) = percent_decode(src).and_then(printable_text) {
-                out.push((0..src.len(), text));
-            }
-        }
+        decode_percent(src, limit, &mut out);
         out
     }
 

@@ -287,59 +287,74 @@ pub fn exfiltration(text: &str, allowed_hosts: &[String], out: &mut Vec<Finding>
             i = p + 1;
             continue;
         };
-        // Markdown: ](url  — image if the bracket opened with "![".
-        if b[i] == b']' && b.get(i + 1) == Some(&b'(') {
-            let url_start = i + 2;
-            let url_end = url_end(b, url_start);
-            let open = b.get(..i).and_then(|h| h.iter().rposition(|c| *c == b'['));
-            let image = open.is_some_and(|o| o > 0 && b.get(o - 1) == Some(&b'!'));
-            let start = open.map(|o| if image { o - 1 } else { o }).unwrap_or(i);
-            if let Some(url) = text.get(url_start..url_end) {
-                if let Some(score) = url_risk(url, allowed_hosts, image) {
-                    let kind = if image {
-                        "MARKDOWN_IMAGE"
-                    } else {
-                        "MARKDOWN_LINK"
-                    };
-                    out.push(finding(
-                        DetectorId::OutputExfiltration,
-                        kind,
-                        start,
-                        (url_end + 1).min(b.len()),
-                        score,
-                    ));
-                }
-            }
-            i = url_end.max(i + 1);
-            continue;
-        }
-        // HTML: src= / href= with a quoted URL.
-        if (b[i] == b's' || b[i] == b'h')
-            && (b.get(i..i + 5).is_some_and(|s| {
-                s.eq_ignore_ascii_case(b"src=\"") || s.eq_ignore_ascii_case(b"src='")
-            }) || b.get(i..i + 6).is_some_and(|s| {
-                s.eq_ignore_ascii_case(b"href=\"") || s.eq_ignore_ascii_case(b"href='")
-            }))
-        {
-            let image = b[i] == b's';
-            let url_start = i + if image { 5 } else { 6 };
-            let url_end = url_end(b, url_start);
-            if let Some(url) = text.get(url_start..url_end) {
-                if let Some(score) = url_risk(url, allowed_hosts, image) {
-                    out.push(finding(
-                        DetectorId::OutputExfiltration,
-                        "HTML_URL",
-                        i,
-                        url_end,
-                        score,
-                    ));
-                }
-            }
-            i = url_end.max(i + 1);
+        if let Some(next) = link_at(text, i, allowed_hosts, out) {
+            i = next;
             continue;
         }
         i = p + 1;
     }
+}
+
+/// Checks for a link starting at `i` (a Markdown "](" or an HTML `src=`/`href=`), records it
+/// if risky, and returns where scanning continues; `None` if no link starts there.
+fn link_at(
+    text: &str,
+    i: usize,
+    allowed_hosts: &[String],
+    out: &mut Vec<Finding>,
+) -> Option<usize> {
+    let b = text.as_bytes();
+    // Markdown: ](url  — image if the bracket opened with "![".
+    if b[i] == b']' && b.get(i + 1) == Some(&b'(') {
+        let url_start = i + 2;
+        let url_end = url_end(b, url_start);
+        let open = b.get(..i).and_then(|h| h.iter().rposition(|c| *c == b'['));
+        let image = open.is_some_and(|o| o > 0 && b.get(o - 1) == Some(&b'!'));
+        let start = open.map(|o| if image { o - 1 } else { o }).unwrap_or(i);
+        if let Some(url) = text.get(url_start..url_end) {
+            if let Some(score) = url_risk(url, allowed_hosts, image) {
+                let kind = if image {
+                    "MARKDOWN_IMAGE"
+                } else {
+                    "MARKDOWN_LINK"
+                };
+                out.push(finding(
+                    DetectorId::OutputExfiltration,
+                    kind,
+                    start,
+                    (url_end + 1).min(b.len()),
+                    score,
+                ));
+            }
+        }
+        return Some(url_end.max(i + 1));
+    }
+    // HTML: src= / href= with a quoted URL.
+    if (b[i] == b's' || b[i] == b'h')
+        && (b
+            .get(i..i + 5)
+            .is_some_and(|s| s.eq_ignore_ascii_case(b"src=\"") || s.eq_ignore_ascii_case(b"src='"))
+            || b.get(i..i + 6).is_some_and(|s| {
+                s.eq_ignore_ascii_case(b"href=\"") || s.eq_ignore_ascii_case(b"href='")
+            }))
+    {
+        let image = b[i] == b's';
+        let url_start = i + if image { 5 } else { 6 };
+        let url_end = url_end(b, url_start);
+        if let Some(url) = text.get(url_start..url_end) {
+            if let Some(score) = url_risk(url, allowed_hosts, image) {
+                out.push(finding(
+                    DetectorId::OutputExfiltration,
+                    "HTML_URL",
+                    i,
+                    url_end,
+                    score,
+                ));
+            }
+        }
+        return Some(url_end.max(i + 1));
+    }
+    None
 }
 
 fn url_end(b: &[u8], from: usize) -> usize {
@@ -589,63 +604,16 @@ pub fn check_language(text: &str, expect: &LanguageExpectation) -> Option<Findin
 mod tests {
     use super::*;
 
-    /// The byte-by-byte scan `exfiltration` had before it jumped between ']' and '='.
+    /// The byte-by-byte scan `exfiltration` had before it jumped between `]` and `=`: every
+    /// position is tried.
     fn exfiltration_reference(text: &str, allowed_hosts: &[String], out: &mut Vec<Finding>) {
         let b = text.as_bytes();
         let mut i = 0;
         while i < b.len() {
-            // Markdown: ](url  — image if the bracket opened with "![".
-            if b[i] == b']' && b.get(i + 1) == Some(&b'(') {
-                let url_start = i + 2;
-                let url_end = url_end(b, url_start);
-                let open = b.get(..i).and_then(|h| h.iter().rposition(|c| *c == b'['));
-                let image = open.is_some_and(|o| o > 0 && b.get(o - 1) == Some(&b'!'));
-                let start = open.map(|o| if image { o - 1 } else { o }).unwrap_or(i);
-                if let Some(url) = text.get(url_start..url_end) {
-                    if let Some(score) = url_risk(url, allowed_hosts, image) {
-                        let kind = if image {
-                            "MARKDOWN_IMAGE"
-                        } else {
-                            "MARKDOWN_LINK"
-                        };
-                        out.push(finding(
-                            DetectorId::OutputExfiltration,
-                            kind,
-                            start,
-                            (url_end + 1).min(b.len()),
-                            score,
-                        ));
-                    }
-                }
-                i = url_end.max(i + 1);
-                continue;
+            match link_at(text, i, allowed_hosts, out) {
+                Some(next) => i = next,
+                None => i += 1,
             }
-            // HTML: src= / href= with a quoted URL.
-            if (b[i] == b's' || b[i] == b'h')
-                && (b.get(i..i + 5).is_some_and(|s| {
-                    s.eq_ignore_ascii_case(b"src=\"") || s.eq_ignore_ascii_case(b"src='")
-                }) || b.get(i..i + 6).is_some_and(|s| {
-                    s.eq_ignore_ascii_case(b"href=\"") || s.eq_ignore_ascii_case(b"href='")
-                }))
-            {
-                let image = b[i] == b's';
-                let url_start = i + if image { 5 } else { 6 };
-                let url_end = url_end(b, url_start);
-                if let Some(url) = text.get(url_start..url_end) {
-                    if let Some(score) = url_risk(url, allowed_hosts, image) {
-                        out.push(finding(
-                            DetectorId::OutputExfiltration,
-                            "HTML_URL",
-                            i,
-                            url_end,
-                            score,
-                        ));
-                    }
-                }
-                i = url_end.max(i + 1);
-                continue;
-            }
-            i += 1;
         }
     }
 

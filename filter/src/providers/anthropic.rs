@@ -87,15 +87,9 @@ impl Usage {
     }
 }
 
-#[derive(Deserialize)]
-struct WithUsage {
-    #[serde(default)]
-    usage: Option<Usage>,
-}
-
 pub fn answer_usage(body: &str) -> Result<ReportedUsage, ParseError> {
-    let answer: WithUsage = serde_json::from_str(body)?;
-    Ok(answer.usage.map(|u| u.report()).unwrap_or_default())
+    let usage: Option<Usage> = super::json::top_level_usage(body)?;
+    Ok(usage.map(|u| u.report()).unwrap_or_default())
 }
 
 #[derive(Deserialize)]
@@ -109,7 +103,7 @@ struct Event<'a> {
     usage: Option<Usage>,
     /// `message_start`: the message so far, with the input tokens.
     #[serde(default)]
-    message: Option<WithUsage>,
+    message: Option<super::json::WithUsage<Usage>>,
 }
 
 #[derive(Deserialize)]

@@ -106,15 +106,9 @@ impl Usage {
     }
 }
 
-#[derive(Deserialize)]
-struct WithUsage {
-    #[serde(default)]
-    usage: Option<Usage>,
-}
-
 pub fn answer_usage(body: &str) -> Result<ReportedUsage, ParseError> {
-    let answer: WithUsage = serde_json::from_str(body)?;
-    Ok(answer.usage.map(|u| u.report()).unwrap_or_default())
+    let usage: Option<Usage> = super::json::top_level_usage(body)?;
+    Ok(usage.map(|u| u.report()).unwrap_or_default())
 }
 
 #[derive(Deserialize)]

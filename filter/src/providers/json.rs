@@ -72,6 +72,22 @@ pub fn quote(text: &str) -> String {
     serde_json::Value::from(text).to_string()
 }
 
+/// An object with a `usage` member in the provider's own type (an answer, or the message or
+/// response inside a stream event).
+#[derive(serde::Deserialize)]
+pub struct WithUsage<U> {
+    #[serde(default = "Option::default")]
+    pub usage: Option<U>,
+}
+
+/// A body's top-level `usage` object, read as the provider's own type; `None` when absent.
+pub fn top_level_usage<'a, U: serde::Deserialize<'a>>(
+    body: &'a str,
+) -> Result<Option<U>, ParseError> {
+    let answer: WithUsage<U> = serde_json::from_str(body)?;
+    Ok(answer.usage)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

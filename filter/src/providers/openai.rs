@@ -149,16 +149,10 @@ impl Usage {
     }
 }
 
-#[derive(Deserialize)]
-struct WithUsage {
-    #[serde(default)]
-    usage: Option<Usage>,
-}
-
 /// The usage an answer reports. Embeddings produce no output tokens.
 pub fn answer_usage(api: Api, body: &str) -> Result<ReportedUsage, ParseError> {
-    let answer: WithUsage = serde_json::from_str(body)?;
-    let mut usage = answer.usage.map(|u| u.report()).unwrap_or_default();
+    let usage: Option<Usage> = super::json::top_level_usage(body)?;
+    let mut usage = usage.map(|u| u.report()).unwrap_or_default();
     if api == Api::Embeddings && usage.input.is_some() {
         usage.output = usage.output.or(Some(0));
     }
@@ -179,7 +173,7 @@ struct Chunk<'a> {
     usage: Option<Usage>,
     /// Responses API `response.completed` carries the whole response, usage included.
     #[serde(default)]
-    response: Option<WithUsage>,
+    response: Option<super::json::WithUsage<Usage>>,
 }
 
 #[derive(Deserialize)]
