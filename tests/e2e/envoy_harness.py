@@ -59,6 +59,9 @@ class Envoy:
         self.port, self.admin_port = free_port(), free_port()
         config["admin"]["address"]["socket_address"]["port_value"] = self.admin_port
         config["static_resources"]["listeners"][0]["address"]["socket_address"]["port_value"] = self.port
+        # Envoy binds listeners with SO_REUSEPORT by default: a second Envoy that picked the same
+        # free port would silently share its connections. Without it, a clash fails at startup.
+        config["static_resources"]["listeners"][0]["enable_reuse_port"] = False
         for cluster in config["static_resources"]["clusters"]:
             endpoint = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
             if cluster["name"] == "provider":
