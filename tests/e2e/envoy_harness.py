@@ -56,12 +56,14 @@ class Envoy:
     def __init__(self, provider_port: int, plugin_config=None, raw_plugin_config=None, with_filter=True,
                  judge_port=None, config_path=SHIPPED_CONFIG, cluster_ports=None):
         config = yaml.safe_load(Path(config_path).read_text())
-        self.port, self.admin_port = free_port(), free_port()
-        config["admin"]["address"]["socket_address"]["port_value"] = self.admin_port
-        config["static_resources"]["listeners"][0]["address"]["socket_address"]["port_value"] = self.port
-        # Envoy binds listeners with SO_REUSEPORT by default: a second Envoy that picked the same
-        # free port would silently share its connections. Without it, a clash fails at startup.
+        # Port 0: the kernel picks the listener's and the admin's ports when Envoy binds them,
+        # so no other process can take them between choosing and binding; `start` reads them
+        # back. No SO_REUSEPORT: nothing can share the listener's connections either.
+        config["admin"]["address"]["socket_address"]["port_value"] = 0
+        config["static_resources"]["listeners"][0]["address"]["socket_address"]["port_value"] = 0
         config["static_resources"]["listeners"][0]["enable_reuse_port"] = False
+        self.port = self.url = self.admin = None
+        self.listener = config["static_resources"]["listeners"][0]["name"]
         for cluster in config["static_resources"]["clusters"]:
             endpoint = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
             if cluster["name"] == "provider":
@@ -90,15 +92,15 @@ class Envoy:
         self.config_path = Path(self.dir.name) / "envoy.yaml"
         self.config_path.write_text(yaml.safe_dump(config))
         self.log_path = Path(self.dir.name) / "envoy.log"
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.admin = f"http://127.0.0.1:{self.admin_port}"
+        self.admin_path = Path(self.dir.name) / "admin-address"
         self.proc = None
 
     def start(self, timeout=60.0, extra_args=(), concurrency=1):
         log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             [envoy_binary(), "-c", str(self.config_path), "--disable-hot-restart",
-             "--log-level", "info", "--concurrency", str(concurrency), *extra_args],
+             "--log-level", "info", "--concurrency", str(concurrency),
+             "--admin-address-path", str(self.admin_path), *extra_args],
             stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
         )
         deadline = time.monotonic() + timeout
@@ -106,13 +108,23 @@ class Envoy:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"envoy exited with {self.proc.returncode}:\n{self.logs()[-3000:]}")
             try:
-                if requests.get(f"{self.admin}/ready", timeout=0.5).status_code == 200:
+                if self.admin is None and self.admin_path.exists():
+                    address = self.admin_path.read_text().strip()
+                    self.admin = f"http://{address}" if address else None
+                if self.admin and requests.get(f"{self.admin}/ready", timeout=0.5).status_code == 200:
+                    self.port = self._listener_port()
+                    self.url = f"http://127.0.0.1:{self.port}"
                     return self
             except requests.RequestException:
                 pass
             time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"envoy not ready in {timeout}s:\n{self.logs()[-3000:]}")
+
+    def _listener_port(self) -> int:
+        listeners = requests.get(f"{self.admin}/listeners", params={"format": "json"}, timeout=5).json()
+        status = next(s for s in listeners["listener_statuses"] if s["name"] == self.listener)
+        return status["local_address"]["socket_address"]["port_value"]
 
     def run_to_exit(self, timeout=20.0) -> int:
         """Starts Envoy expecting it to fail; returns its exit code."""
