@@ -78,11 +78,7 @@ fn log_prompt(ex: &mut Exchange, text: &str, findings: &[Finding]) {
         logged.push('\n');
     }
     let room = crate::audit::PROMPT_MAX_BYTES.saturating_sub(logged.len());
-    let mut end = clean.len().min(room);
-    while !clean.is_char_boundary(end) {
-        end -= 1;
-    }
-    logged.push_str(&clean[..end]);
+    logged.push_str(&clean[..clean.floor_char_boundary(room)]);
 }
 
 /// The identity of callers that present none: they share one budget.

@@ -49,13 +49,7 @@ pub fn text_for(slots: &[&TextSlot], max_bytes: usize) -> Option<(String, pb::Te
 }
 
 fn truncate(mut text: String, max_bytes: usize) -> String {
-    if text.len() > max_bytes {
-        let mut cut = max_bytes;
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        text.truncate(cut);
-    }
+    text.truncate(text.floor_char_boundary(max_bytes));
     text
 }
 

@@ -34,14 +34,7 @@ pub fn normalize(text: &str) -> String {
 
 /// Truncates `text` to at most `max_bytes` bytes on a character boundary.
 pub fn truncate(text: &str, max_bytes: usize) -> &str {
-    if text.len() <= max_bytes {
-        return text;
-    }
-    let mut end = max_bytes;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
+    &text[..text.floor_char_boundary(max_bytes)]
 }
 
 fn fold_fullwidth(c: char) -> char {

@@ -12,27 +12,25 @@ pub const MIN_SEGMENT_BYTES: usize = 25;
 /// piece, so nothing escapes scoring; an empty text gives one empty piece.
 pub fn segments(normalised: &str) -> Vec<&str> {
     let bytes = normalised.as_bytes();
-    let mut out = Vec::new();
+    // Byte ranges of the pieces; each starts where the previous ended.
+    let mut ranges: Vec<std::ops::Range<usize>> = Vec::new();
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
         let boundary = b == b'\n'
             || (matches!(b, b'.' | b'!' | b'?') && bytes.get(i + 1).is_some_and(|&n| n == b' '));
         if boundary && i + 1 - start >= MIN_SEGMENT_BYTES {
-            out.push(normalised[start..=i].trim());
+            ranges.push(start..i + 1);
             start = i + 1;
         }
     }
     let rest = normalised[start..].trim();
-    match out.last_mut() {
-        // A short tail belongs to the piece before it.
-        Some(last) if rest.len() < MIN_SEGMENT_BYTES && !rest.is_empty() => {
-            let from = last.as_ptr() as usize - normalised.as_ptr() as usize;
-            *last = normalised[from..].trim();
-        }
+    match ranges.last_mut() {
         Some(_) if rest.is_empty() => {}
-        _ => out.push(rest),
+        // A short tail belongs to the piece before it.
+        Some(last) if rest.len() < MIN_SEGMENT_BYTES => last.end = bytes.len(),
+        _ => ranges.push(start..bytes.len()),
     }
-    out
+    ranges.into_iter().map(|r| normalised[r].trim()).collect()
 }
 
 #[cfg(test)]

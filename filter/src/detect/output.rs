@@ -160,7 +160,7 @@ impl OutputDetector {
         exfiltration(text, &self.allowed_hosts, out);
         if let Some(ac) = &self.refusal {
             // Only the opening of an answer: a refusal later on is usually a quote.
-            let head_len = floor_char_boundary(text, 400);
+            let head_len = text.floor_char_boundary(400);
             if let Some(m) = text.get(..head_len).and_then(|h| ac.find(h)) {
                 out.push(finding(
                     DetectorId::OutputRefusal,
@@ -244,16 +244,6 @@ fn tag_open(b: &[u8], at: usize) -> Option<usize> {
         end = lt;
     }
     None
-}
-
-fn floor_char_boundary(s: &str, mut i: usize) -> usize {
-    if i >= s.len() {
-        return s.len();
-    }
-    while i > 0 && !s.is_char_boundary(i) {
-        i -= 1;
-    }
-    i
 }
 
 fn tag_end(b: &[u8], from: usize) -> usize {
@@ -413,7 +403,7 @@ pub struct LengthLimit {
 /// `OUTPUT_LENGTH` if `text` exceeds the limit; the span is the part beyond it.
 pub fn check_length(text: &str, limit: LengthLimit) -> Option<Finding> {
     (text.len() > limit.max_bytes).then(|| {
-        let cut = floor_char_boundary(text, limit.max_bytes);
+        let cut = text.floor_char_boundary(limit.max_bytes);
         finding(DetectorId::OutputLength, "TOO_LONG", cut, text.len(), 1.0)
     })
 }
