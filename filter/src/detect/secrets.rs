@@ -142,9 +142,9 @@ const SHAPES: &[Shape] = &[
     shape("shpss_", Alnum, 32, 32, "SHOPIFY_TOKEN"),
     shape("sntryu_", Alnum, 64, 64, "SENTRY_TOKEN"),
     shape("sntrys_", Wide, 60, 300, "SENTRY_TOKEN"),
-    shape("pscale_tkn_", Url, 32, 64, "PLANETSCALE_TOKEN"),
-    shape("pscale_pw_", Url, 32, 64, "PLANETSCALE_TOKEN"),
-    shape("pscale_oauth_", Url, 32, 64, "PLANETSCALE_TOKEN"),
+    shape("pscale_tkn_", Wide, 32, 64, "PLANETSCALE_TOKEN"),
+    shape("pscale_pw_", Wide, 32, 64, "PLANETSCALE_TOKEN"),
+    shape("pscale_oauth_", Wide, 32, 64, "PLANETSCALE_TOKEN"),
     shape("AGE-SECRET-KEY-1", Alnum, 58, 58, "AGE_SECRET_KEY"),
     shape("dt0c01.", Wide, 80, 100, "DYNATRACE_TOKEN"),
     shape("sha256~", Url, 43, 43, "OPENSHIFT_TOKEN"),
@@ -160,15 +160,15 @@ const SHAPES: &[Shape] = &[
     shape("sq0csp-", Url, 43, 43, "SQUARE_TOKEN"),
     shape("EAAA", Url, 60, 60, "SQUARE_TOKEN"),
     shape("EAACEdEose0cBA", Alnum, 20, 400, "FACEBOOK_TOKEN"),
-    shape("ATATT3", Url, 186, 186, "ATLASSIAN_TOKEN"),
+    shape("ATATT3", Wide, 186, 200, "ATLASSIAN_TOKEN"),
     shape("dapi", Alnum, 32, 40, "DATABRICKS_TOKEN"),
     shape("glc_", Wide, 32, 400, "GRAFANA_TOKEN"),
     shape("glsa_", Url, 32, 60, "GRAFANA_TOKEN"),
-    shape("PMAK-", Alnum, 59, 59, "POSTMAN_KEY"),
+    shape("PMAK-", Url, 59, 59, "POSTMAN_KEY"),
     shape("rubygems_", Alnum, 48, 48, "RUBYGEMS_KEY"),
     shape("pul-", Alnum, 40, 40, "PULUMI_TOKEN"),
     shape("sgp_", Alnum, 40, 80, "SOURCEGRAPH_TOKEN"),
-    shape("tfp_", Alnum, 50, 60, "TERRAFORM_TOKEN"),
+    shape("tfp_", Wide, 59, 59, "TYPEFORM_TOKEN"),
     shape("xai-", Alnum, 80, 80, "XAI_API_KEY"),
     shape("gsk_", Alnum, 52, 52, "GROQ_API_KEY"),
     shape("r8_", Alnum, 37, 40, "REPLICATE_TOKEN"),
@@ -203,6 +203,28 @@ const SHAPES: &[Shape] = &[
     shape("sqp_", Alnum, 40, 40, "SONARQUBE_TOKEN"),
     shape("squ_", Alnum, 40, 40, "SONARQUBE_TOKEN"),
     shape("sqa_", Alnum, 40, 40, "SONARQUBE_TOKEN"),
+];
+
+/// Google API keys published as examples in the Firebase Android SDK's sources and tests, copied
+/// into countless sample apps: public by design, so not a leak. Secret scanners built on
+/// gitleaks' rules allow-list the same keys.
+const PUBLIC_EXAMPLE_KEYS: &[&str] = &[
+    "AIzaSyabcdefghijklmnopqrstuvwxyz1234567",
+    "AIzaSyAnLA7NfeLquW1tJFpx_eQCxoX-oo6YyIs",
+    "AIzaSyCkEhVjf3pduRDt6d1yKOMitrUEke8agEM",
+    "AIzaSyDMAScliyLx7F0NPDEJi1QmyCgHIAODrlU",
+    "AIzaSyD3asb-2pEZVqMkmL6M9N6nHZRR_znhrh0",
+    "AIzayDNSXIbFmlXbIE6mCzDLQAqITYefhixbX4A",
+    "AIzaSyAdOS2zB6NCsk1pCdZ4-P6GBdi_UUPwX7c",
+    "AIzaSyASWm6HmTMdYWpgMnjRBjxcQ9CKctWmLd4",
+    "AIzaSyANUvH9H9BsUccjsu2pCmEkOPjjaXeDQgY",
+    "AIzaSyA5_iVawFQ8ABuTZNUdcwERLJv_a_p4wtM",
+    "AIzaSyA4UrcGxgwQFTfaI3no3t7Lt1sjmdnP5sQ",
+    "AIzaSyDSb51JiIcB6OJpwwMicseKRhhrOq1cS7g",
+    "AIzaSyBF2RrAIm4a0mO64EShQfqfd2AFnzAvvuU",
+    "AIzaSyBcE-OOIbhjyR83gm4r2MFCu4MJmprNXsw",
+    "AIzaSyB8qGxt4ec15vitgn44duC5ucxaOi4FmqE",
+    "AIzaSyA8vmApnrHNFE0bApF4hoZ11srVL_n0nvY",
 ];
 
 /// Key words after which an assigned high-entropy value is a secret.
@@ -388,6 +410,7 @@ impl SecretDetector {
                 let body = &text[m.end()..e];
                 if !body.ends_with(s.suffix)
                     || is_placeholder(body)
+                    || PUBLIC_EXAMPLE_KEYS.contains(&&text[m.start()..e])
                     || (n >= 16 && entropy(body) < 2.8)
                 {
                     continue;
@@ -873,6 +896,10 @@ mod tests {
             ("xoxb-1234567890-0987654321-Qm7Lk2Rt9Vx4Nb8Wp3Zc6Hj1".into(), vec!["SLACK_TOKEN"]),
             ("sk_live_4eC39HqLyjWDarjtT1zdp7dc".into(), vec!["STRIPE_KEY"]),
             ("AIzaSyD3kP9xQ2mLw8Rt5Yb7Nc1Vf4Hj6Gs0Ua_".into(), vec!["GOOGLE_API_KEY"]),
+            ("firebase: \"AIzaSyAnLA7NfeLquW1tJFpx_eQCxoX-oo6YyIs\"".into(), vec![]),
+            ("pscale_pw_u2sm4tyfh2e=21q5qzgo6k61ma4yvyh9".into(), vec!["PLANETSCALE_TOKEN"]),
+            ("PMAK-6e99fe6e722c1d85df0eac41-1db7fbc990730e89fb504d08dd4eb2a97b".into(), vec!["POSTMAN_KEY"]),
+            ("tfp_ukftr05-63dt4=tm88coc1hjwkyaze268h-f=chxm3hkis481f6x0ixek3j".into(), vec!["TYPEFORM_TOKEN"]),
             ("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U".into(), vec!["JWT"]),
             ("-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA7bq9Xk2mLw8Rt5Yb7Nc1Vf4Hj6Gs0Ua3zQ\n-----END RSA PRIVATE KEY-----".into(), vec!["PRIVATE_KEY"]),
             ("-----BEGIN OPENSSH PRIVATE KEY----------END OPENSSH PRIVATE KEY-----".into(), vec![]),
