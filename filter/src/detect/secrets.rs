@@ -285,6 +285,33 @@ static TOKEN: [bool; 256] = {
     t
 };
 
+/// Calls `f` with each maximal run of `TOKEN` bytes at least `min` long, in order. A run that
+/// long covers the byte `min - 1` after any point before it, so the scan probes one byte in
+/// `min` and reads only around the probes that land on a token byte.
+fn long_runs(b: &[u8], min: usize, mut f: impl FnMut(std::ops::Range<usize>)) {
+    let min = min.max(1);
+    let mut i = 0;
+    while let Some(&c) = b.get(i + min - 1) {
+        let probe = i + min - 1;
+        if !TOKEN[c as usize] {
+            i = probe + 1;
+            continue;
+        }
+        let mut start = probe;
+        while start > i && TOKEN[b[start - 1] as usize] {
+            start -= 1;
+        }
+        let mut end = probe + 1;
+        while end < b.len() && TOKEN[b[end] as usize] {
+            end += 1;
+        }
+        if end - start >= min {
+            f(start..end);
+        }
+        i = end;
+    }
+}
+
 /// For a prefix: how many of its leading bytes lie outside the token run that holds its body
 /// (up to and including its last non-token byte), and the shortest such run.
 fn run_needs(s: &Shape) -> (usize, usize) {
@@ -345,23 +372,12 @@ impl SecretDetector {
             // Prefilter: a prefix and its body lie in one run of token bytes (a prefix with a
             // space just before it) at least `min_run` long. Prose has few such runs, so the
             // automaton reads a small part of the text.
-            let mut i = 0;
             let mut searched = 0;
-            while i < b.len() {
-                if !TOKEN[b[i] as usize] {
-                    i += 1;
-                    continue;
-                }
-                let run = i;
-                while i < b.len() && TOKEN[b[i] as usize] {
-                    i += 1;
-                }
-                if i - run >= self.min_run {
-                    let from = run.saturating_sub(self.lookback).max(searched);
-                    self.prefixed(ac, text, from..i, &mut found);
-                    searched = i;
-                }
-            }
+            long_runs(b, self.min_run, |run| {
+                let from = run.start.saturating_sub(self.lookback).max(searched);
+                self.prefixed(ac, text, from..run.end, &mut found);
+                searched = run.end;
+            });
         }
         self.assigned(text, &mut found);
         curl_user(text, &mut found);
@@ -421,117 +437,176 @@ impl SecretDetector {
     }
 
     /// `key = value` and `Authorization: Bearer value` with a high-entropy value.
+    ///
+    /// Key words are common inside words ("id", "key", "pass"), so the key-word automaton reads
+    /// only the identifiers that can lead to a value: the ones right before an assignment
+    /// operator (`:`, `=`, `->`) or "is ", and each "bearer". Key words are identifier bytes and
+    /// every window starts after a non-identifier byte, so the automaton finds the same key
+    /// words there as over the whole text (a proptest compares the two).
     fn assigned(&self, text: &str, out: &mut Vec<Finding>) {
         let Some(ac) = &self.keywords else { return };
         let b = text.as_bytes();
-        for m in ac.find_iter(text) {
-            // A key word starts a word or a camelCase part: "apiKey", "mailgun_token", not
-            // "monkey" or "video".
-            let first = b.get(m.start()).copied().unwrap_or(b' ');
-            let prev = m.start().checked_sub(1).and_then(|i| b.get(i)).copied();
-            let starts_word = match prev {
-                None => true,
-                Some(c) if c.is_ascii_lowercase() || c.is_ascii_digit() => {
-                    first.is_ascii_uppercase()
-                }
-                Some(c) if c.is_ascii_uppercase() => false,
-                Some(_) => true,
-            };
-            if !starts_word {
-                continue;
-            }
-            let strong_key = b.get(m.start()..m.end()).is_some_and(|k| {
-                [&b"password"[..], b"passwd", b"pwd", b"secret", b"pass"]
-                    .iter()
-                    .any(|w| k.eq_ignore_ascii_case(w))
-            });
-            let mut p = m.end();
-            // Rest of the identifier: `_TOKEN4`, `Token`, `_key_id`.
-            while p < b.len()
-                && (b[p].is_ascii_alphanumeric() || matches!(b[p], b'_' | b'-' | b'.'))
+        let mut windows: Vec<(usize, usize)> = Vec::new();
+        let mut before = |at: usize, end: usize| windows.push((identifier_start(b, at), end));
+        for q in memchr::memchr2_iter(b':', b'=', b) {
+            before(q, q);
+        }
+        for q in memchr::memmem::find_iter(b, b"->") {
+            before(q, q);
+        }
+        for q in memchr::memchr2_iter(b'i', b'I', b) {
+            if b.get(q + 1..q + 3)
+                .is_some_and(|s| s.eq_ignore_ascii_case(b"s "))
             {
-                p += 1;
+                before(q, q);
             }
-            while p < b.len() && matches!(b[p], b'"' | b'\'' | b'`' | b']') {
-                p += 1;
-            }
-            while p < b.len() && b[p] == b' ' {
-                p += 1;
-            }
-            let sep_start = p;
-            let rest = &b[p..];
-            // Assignment operators: `:`, `=`, `:=`, `=>`, `->`, and make's `::=`, `:::=`, `?=`.
-            let op = rest
-                .iter()
-                .take(4)
-                .take_while(|c| matches!(c, b':' | b'=' | b'?'))
-                .count();
-            if rest.starts_with(b"=>") || rest.starts_with(b"->") {
-                p += 2;
-            } else if op > 0 && rest[..op].iter().any(|c| matches!(c, b':' | b'=')) {
-                p += op;
-            } else if rest.len() >= 3 && rest[..3].eq_ignore_ascii_case(b"is ") {
-                p += 3;
-            }
-            let is_bearer = b
-                .get(m.start()..m.end())
-                .is_some_and(|k| k.eq_ignore_ascii_case(b"bearer"));
-            if p == sep_start && !is_bearer {
-                continue;
-            }
-            while p < b.len() && matches!(b[p], b' ' | b'\t' | b'"' | b'\'' | b'`' | b'\n' | b'\r')
+        }
+        for q in memchr::memchr2_iter(b'b', b'B', b) {
+            if b.get(q..q + 6)
+                .is_some_and(|s| s.eq_ignore_ascii_case(b"bearer"))
             {
-                p += 1;
-                if p - sep_start > 24 {
-                    break;
+                windows.push((q, q + 6));
+            }
+        }
+        windows.sort_unstable();
+        let mut merged: Option<(usize, usize)> = None;
+        for (s, e) in windows.into_iter().chain([(usize::MAX, usize::MAX)]) {
+            match merged {
+                Some((ms, me)) if s <= me => merged = Some((ms, me.max(e))),
+                _ => {
+                    if let Some((ms, me)) = merged.replace((s, e)) {
+                        for m in ac.find_iter(Input::new(text).range(ms..me)) {
+                            self.assigned_at(text, m, out);
+                        }
+                    }
                 }
-            }
-            for scheme in [&b"Bearer "[..], b"bearer ", b"Basic ", b"Token ", b"token "] {
-                if b.get(p..p + scheme.len()) == Some(scheme) {
-                    p += scheme.len();
-                }
-            }
-            let start = p;
-            while p < b.len()
-                && (b[p].is_ascii_alphanumeric()
-                    || matches!(
-                        b[p],
-                        b'_' | b'-'
-                            | b'.'
-                            | b'/'
-                            | b'+'
-                            | b'='
-                            | b'~'
-                            | b':'
-                            | b'!'
-                            | b'@'
-                            | b'#'
-                            | b'$'
-                            | b'%'
-                            | b'^'
-                            | b'&'
-                            | b'*'
-                    ))
-            {
-                p += 1;
-            }
-            let mut end = p;
-            while end > start && matches!(b[end - 1], b'.' | b':' | b',') {
-                end -= 1;
-            }
-            let Some(value) = text.get(start..end) else {
-                continue;
-            };
-            // A value cut short ("ops_eyJz..", "abc…[redacted]") is an example, not a secret.
-            let truncated = text
-                .get(end..)
-                .is_some_and(|t| t.starts_with("..") || t.starts_with('…'));
-            let min_len = if strong_key { 8 } else { 12 };
-            if value.len() >= min_len && !truncated && looks_secret(value) {
-                out.push(finding("GENERIC_SECRET", start, end, 0.7));
             }
         }
     }
+
+    /// The value assigned after the key word `m`, if it reads like a secret.
+    fn assigned_at(&self, text: &str, m: aho_corasick::Match, out: &mut Vec<Finding>) {
+        let b = text.as_bytes();
+        // A key word starts a word or a camelCase part: "apiKey", "mailgun_token", not
+        // "monkey" or "video".
+        let first = b.get(m.start()).copied().unwrap_or(b' ');
+        let prev = m.start().checked_sub(1).and_then(|i| b.get(i)).copied();
+        let starts_word = match prev {
+            None => true,
+            Some(c) if c.is_ascii_lowercase() || c.is_ascii_digit() => first.is_ascii_uppercase(),
+            Some(c) if c.is_ascii_uppercase() => false,
+            Some(_) => true,
+        };
+        if !starts_word {
+            return;
+        }
+        let strong_key = b.get(m.start()..m.end()).is_some_and(|k| {
+            [&b"password"[..], b"passwd", b"pwd", b"secret", b"pass"]
+                .iter()
+                .any(|w| k.eq_ignore_ascii_case(w))
+        });
+        let mut p = m.end();
+        // Rest of the identifier: `_TOKEN4`, `Token`, `_key_id`.
+        while p < b.len() && (b[p].is_ascii_alphanumeric() || matches!(b[p], b'_' | b'-' | b'.')) {
+            p += 1;
+        }
+        while p < b.len() && matches!(b[p], b'"' | b'\'' | b'`' | b']') {
+            p += 1;
+        }
+        while p < b.len() && b[p] == b' ' {
+            p += 1;
+        }
+        let sep_start = p;
+        let rest = &b[p..];
+        // Assignment operators: `:`, `=`, `:=`, `=>`, `->`, and make's `::=`, `:::=`, `?=`.
+        let op = rest
+            .iter()
+            .take(4)
+            .take_while(|c| matches!(c, b':' | b'=' | b'?'))
+            .count();
+        if rest.starts_with(b"=>") || rest.starts_with(b"->") {
+            p += 2;
+        } else if op > 0 && rest[..op].iter().any(|c| matches!(c, b':' | b'=')) {
+            p += op;
+        } else if rest.len() >= 3 && rest[..3].eq_ignore_ascii_case(b"is ") {
+            p += 3;
+        }
+        let is_bearer = b
+            .get(m.start()..m.end())
+            .is_some_and(|k| k.eq_ignore_ascii_case(b"bearer"));
+        if p == sep_start && !is_bearer {
+            return;
+        }
+        while p < b.len() && matches!(b[p], b' ' | b'\t' | b'"' | b'\'' | b'`' | b'\n' | b'\r') {
+            p += 1;
+            if p - sep_start > 24 {
+                break;
+            }
+        }
+        for scheme in [&b"Bearer "[..], b"bearer ", b"Basic ", b"Token ", b"token "] {
+            if b.get(p..p + scheme.len()) == Some(scheme) {
+                p += scheme.len();
+            }
+        }
+        let start = p;
+        while p < b.len()
+            && (b[p].is_ascii_alphanumeric()
+                || matches!(
+                    b[p],
+                    b'_' | b'-'
+                        | b'.'
+                        | b'/'
+                        | b'+'
+                        | b'='
+                        | b'~'
+                        | b':'
+                        | b'!'
+                        | b'@'
+                        | b'#'
+                        | b'$'
+                        | b'%'
+                        | b'^'
+                        | b'&'
+                        | b'*'
+                ))
+        {
+            p += 1;
+        }
+        let mut end = p;
+        while end > start && matches!(b[end - 1], b'.' | b':' | b',') {
+            end -= 1;
+        }
+        let Some(value) = text.get(start..end) else {
+            return;
+        };
+        // A value cut short ("ops_eyJz..", "abc…[redacted]") is an example, not a secret.
+        let truncated = text
+            .get(end..)
+            .is_some_and(|t| t.starts_with("..") || t.starts_with('…'));
+        let min_len = if strong_key { 8 } else { 12 };
+        if value.len() >= min_len && !truncated && looks_secret(value) {
+            out.push(finding("GENERIC_SECRET", start, end, 0.7));
+        }
+    }
+}
+
+/// Start of the identifier that ends before `at`, past any spaces, quotes and operator bytes
+/// between them (`api_key" ?= `): where a key word leading to `at` can begin.
+fn identifier_start(b: &[u8], at: usize) -> usize {
+    let mut s = at.min(b.len());
+    while s > 0 && matches!(b[s - 1], b':' | b'=' | b'?') {
+        s -= 1;
+    }
+    while s > 0 && b[s - 1] == b' ' {
+        s -= 1;
+    }
+    while s > 0 && matches!(b[s - 1], b'"' | b'\'' | b'`' | b']') {
+        s -= 1;
+    }
+    while s > 0 && (b[s - 1].is_ascii_alphanumeric() || matches!(b[s - 1], b'_' | b'-' | b'.')) {
+        s -= 1;
+    }
+    s
 }
 
 /// A value that reads like a credential: long enough, mixed, high entropy, not a placeholder.
@@ -923,6 +998,61 @@ mod tests {
         for (text, want) in cases {
             let got: Vec<&str> = kinds(&text).iter().map(|k| k.0).collect();
             assert_eq!(got, want, "text {text:?} -> {:?}", kinds(&text));
+        }
+    }
+
+    use proptest::prelude::*;
+
+    /// The key-word scan over the whole text, which `assigned` narrows to windows.
+    fn assigned_everywhere(d: &SecretDetector, text: &str) -> Vec<Finding> {
+        let mut out = Vec::new();
+        if let Some(ac) = &d.keywords {
+            for m in ac.find_iter(text) {
+                d.assigned_at(text, m, &mut out);
+            }
+        }
+        out
+    }
+
+    /// Every maximal run of token bytes at least `min` long, byte by byte.
+    fn long_runs_everywhere(b: &[u8], min: usize) -> Vec<std::ops::Range<usize>> {
+        let mut runs = Vec::new();
+        let mut i = 0;
+        while i < b.len() {
+            let start = i;
+            while i < b.len() && TOKEN[b[i] as usize] {
+                i += 1;
+            }
+            if i - start >= min.max(1) {
+                runs.push(start..i);
+            }
+            i = i.max(start + 1);
+        }
+        runs
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn probed_runs_are_all_long_runs(text in "[a-c_ .,=\n-]{0,80}", min in 0usize..12) {
+            let mut probed = Vec::new();
+            long_runs(text.as_bytes(), min, |r| probed.push(r));
+            proptest::prop_assert_eq!(probed, long_runs_everywhere(text.as_bytes(), min));
+        }
+
+        #[test]
+        fn keyword_windows_find_the_same(parts in proptest::collection::vec(proptest::prop_oneof![
+            proptest::sample::select(vec![
+                "token", "Token", "API_KEY", "apiKey", "monkey", "pass", "Password", "id", "bearer",
+                "BeArEr", "Bearer ", "is ", "IS ", "iS", "this ", " ", "  ", "=", ":", "?", "->",
+                "=>", "\"", "'", "]", "`", "-", "_", ".", "\n", "x-api-key", "é", "b",
+            ]).prop_map(str::to_owned),
+            "[A-Za-z0-9]{1,24}",
+        ], 0..16)) {
+            let d = SecretDetector::new();
+            let text: String = parts.concat();
+            let mut windowed = Vec::new();
+            d.assigned(&text, &mut windowed);
+            proptest::prop_assert_eq!(windowed, assigned_everywhere(&d, &text));
         }
     }
 
