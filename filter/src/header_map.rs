@@ -41,10 +41,15 @@ impl Headers {
     /// The first value of `name` (compared without case), as `proxy_get_header_map_value`
     /// answers; `None` when absent or not UTF-8.
     pub fn get(&self, name: &str) -> Option<&str> {
+        self.get_raw(name).and_then(|v| std::str::from_utf8(v).ok())
+    }
+
+    /// The first value of `name` as bytes, UTF-8 or not: whether the header is there at all.
+    pub fn get_raw(&self, name: &str) -> Option<&[u8]> {
         self.pairs
             .iter()
             .find(|(n, _)| self.raw[n.clone()].eq_ignore_ascii_case(name.as_bytes()))
-            .and_then(|(_, v)| std::str::from_utf8(&self.raw[v.clone()]).ok())
+            .map(|(_, v)| &self.raw[v.clone()])
     }
 
     /// As [`Headers::get`], owned.
@@ -85,6 +90,7 @@ mod tests {
         assert_eq!(h.get(":method"), Some("POST"));
         assert_eq!(h.get("X-User"), Some("alice"));
         assert_eq!(h.get("x-bin"), None);
+        assert_eq!(h.get_raw("x-bin"), Some(&b"\xff\xfe"[..]));
         assert_eq!(h.get("x-empty"), Some(""));
         assert_eq!(h.get("x-missing"), None);
     }

@@ -17,6 +17,7 @@ use crate::providers::ParseError;
 use super::headers;
 use super::metrics::Metrics;
 use super::shared::HostStore;
+use crate::header_map::Headers;
 
 /// How the answer body is handled.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -408,8 +409,12 @@ fn since_epoch() -> Duration {
         .unwrap_or_default()
 }
 
-fn remove_header(map: MapType, name: &str) {
-    let _ = hostcalls::set_map_value(map, name, None);
+/// Removes `name` from the host's `map` if `headers` (read from it) has it: a removal is a
+/// host call, and most requests carry no `accept-encoding` or `content-length` to remove.
+fn remove_header(map: MapType, headers: &Headers, name: &str) {
+    if headers.get_raw(name).is_some() {
+        let _ = hostcalls::set_map_value(map, name, None);
+    }
 }
 
 impl Context for Stream {
@@ -501,7 +506,7 @@ impl HttpContext for Stream {
             .is_some_and(|ex| self.engine.inspects_request(ex));
         if inspects_request {
             // The body may be rewritten, so its length is no longer known.
-            remove_header(map, "content-length");
+            remove_header(map, &headers, "content-length");
         } else {
             self.request_inspected = true;
             // The body will not be read: the budget is settled now, before any byte goes out.
@@ -516,7 +521,7 @@ impl HttpContext for Stream {
             }
         }
         // Answers must come back uncompressed to be inspected and restored.
-        remove_header(map, "accept-encoding");
+        remove_header(map, &headers, "accept-encoding");
         Flow::Continue
     }
 
@@ -586,10 +591,10 @@ impl HttpContext for Stream {
         }
         if event_stream {
             self.answer = Answer::Stream;
-            remove_header(map, "content-length");
+            remove_header(map, &headers, "content-length");
         } else if content_type.contains("json") {
             self.answer = Answer::Buffer;
-            remove_header(map, "content-length");
+            remove_header(map, &headers, "content-length");
         }
         Flow::Continue
     }
