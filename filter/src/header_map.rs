@@ -52,6 +52,14 @@ impl Headers {
             .map(|(_, v)| &self.raw[v.clone()])
     }
 
+    /// The first value of `name` with any byte that is not UTF-8 replaced by U+FFFD: for
+    /// values that decide whether a request is inspected at all (`:path`), where reading a
+    /// stray byte as "absent" would let the request pass unseen.
+    pub fn lossy(&self, name: &str) -> Option<String> {
+        self.get_raw(name)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    }
+
     /// As [`Headers::get`], owned.
     pub fn owned(&self, name: &str) -> Option<String> {
         self.get(name).map(str::to_owned)
@@ -91,6 +99,7 @@ mod tests {
         assert_eq!(h.get("X-User"), Some("alice"));
         assert_eq!(h.get("x-bin"), None);
         assert_eq!(h.get_raw("x-bin"), Some(&b"\xff\xfe"[..]));
+        assert_eq!(h.lossy("x-bin").as_deref(), Some("\u{fffd}\u{fffd}"));
         assert_eq!(h.get("x-empty"), Some(""));
         assert_eq!(h.get("x-missing"), None);
     }

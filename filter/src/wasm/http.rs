@@ -460,7 +460,7 @@ impl HttpContext for Stream {
         if headers.get(":method") != Some("POST") {
             return Flow::Continue;
         }
-        let Some(path) = headers.owned(":path") else {
+        let Some(path) = headers.lossy(":path") else {
             return Flow::Continue;
         };
         let Some(exchange) = self.engine.start(&path) else {
