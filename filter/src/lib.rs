@@ -11,6 +11,7 @@ pub mod budget;
 pub mod config;
 pub mod detect;
 pub mod engine;
+pub mod header_map;
 pub mod judge;
 pub mod model;
 pub mod policy;

@@ -14,8 +14,10 @@ use crate::judge;
 use crate::policy::Action;
 use crate::providers::ParseError;
 
+use super::headers;
 use super::metrics::Metrics;
 use super::shared::HostStore;
+use crate::header_map::Headers;
 
 /// How the answer body is handled.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -162,6 +164,10 @@ impl Stream {
         let Some(ex) = self.exchange.as_mut() else {
             return BodyDecision::Pass;
         };
+        if engine.budget_limits(ex).is_none() {
+            // No budget: nothing to charge, and no clock to read (a host call).
+            return BodyDecision::Pass;
+        }
         let decision = engine.admit(
             ex,
             &mut HostStore,
@@ -186,6 +192,14 @@ impl Stream {
             return;
         }
         self.tokens_charged = true;
+        if self
+            .engine
+            .budget_limits(ex)
+            .is_none_or(|l| l.tokens.is_none())
+        {
+            // No token budget: nothing to charge, and no clock to read (a host call).
+            return;
+        }
         if self
             .engine
             .charge_tokens(ex, &mut HostStore, since_epoch().as_secs())
@@ -395,12 +409,12 @@ fn since_epoch() -> Duration {
         .unwrap_or_default()
 }
 
-fn header(map: MapType, name: &str) -> Option<String> {
-    hostcalls::get_map_value(map, name).ok().flatten()
-}
-
-fn remove_header(map: MapType, name: &str) {
-    let _ = hostcalls::set_map_value(map, name, None);
+/// Removes `name` from the host's `map` if `headers` (read from it) has it: a removal is a
+/// host call, and most requests carry no `accept-encoding` or `content-length` to remove.
+fn remove_header(map: MapType, headers: &Headers, name: &str) {
+    if headers.get_raw(name).is_some() {
+        let _ = hostcalls::set_map_value(map, name, None);
+    }
 }
 
 impl Context for Stream {
@@ -438,10 +452,15 @@ impl Context for Stream {
 impl HttpContext for Stream {
     fn on_http_request_headers(&mut self, _headers: usize, end_of_stream: bool) -> Flow {
         let map = MapType::HttpRequestHeaders;
-        if end_of_stream || header(map, ":method").as_deref() != Some("POST") {
+        if end_of_stream {
             return Flow::Continue;
         }
-        let Some(path) = header(map, ":path") else {
+        // One host call for every header this callback reads.
+        let headers = headers::fetch(map);
+        if headers.get(":method") != Some("POST") {
+            return Flow::Continue;
+        }
+        let Some(path) = headers.lossy(":path") else {
             return Flow::Continue;
         };
         let Some(exchange) = self.engine.start(&path) else {
@@ -453,31 +472,41 @@ impl HttpContext for Stream {
             .ok()
             .flatten()
             .and_then(|b| String::from_utf8(b).ok());
-        self.authority = header(map, ":authority");
+        self.authority = headers.owned(":authority");
+        // Read at most once: the audit's user and the access identity may both want it.
+        let mut principal = None;
+        let mut principal_once = || principal.get_or_insert_with(source_principal).clone();
         self.user = match &self.engine.config.audit.user_header {
-            Some(name) => header(map, name),
-            None => source_principal(),
+            Some(name) => headers.owned(name),
+            None => principal_once(),
         };
         if self.engine.config.controls_access() {
             let identity = match &self.engine.config.identity_header {
-                Some(name) => header(map, name).filter(|v| !v.is_empty()),
-                None => source_principal(),
+                Some(name) => headers
+                    .get(name)
+                    .filter(|v| !v.is_empty())
+                    .map(str::to_owned),
+                None => principal_once(),
             };
             if let Some(ex) = self.exchange.as_mut() {
                 ex.identity = identity;
             }
         }
         self.metrics.request();
-        self.request_id = header(map, "x-request-id").unwrap_or_else(|| self.fresh_request_id());
-        self.request_encoding =
-            header(map, "content-encoding").filter(|e| !e.eq_ignore_ascii_case("identity"));
+        self.request_id = headers
+            .owned("x-request-id")
+            .unwrap_or_else(|| self.fresh_request_id());
+        self.request_encoding = headers
+            .get("content-encoding")
+            .filter(|e| !e.eq_ignore_ascii_case("identity"))
+            .map(str::to_owned);
         let inspects_request = self
             .exchange
             .as_ref()
             .is_some_and(|ex| self.engine.inspects_request(ex));
         if inspects_request {
             // The body may be rewritten, so its length is no longer known.
-            remove_header(map, "content-length");
+            remove_header(map, &headers, "content-length");
         } else {
             self.request_inspected = true;
             // The body will not be read: the budget is settled now, before any byte goes out.
@@ -492,7 +521,7 @@ impl HttpContext for Stream {
             }
         }
         // Answers must come back uncompressed to be inspected and restored.
-        remove_header(map, "accept-encoding");
+        remove_header(map, &headers, "accept-encoding");
         Flow::Continue
     }
 
@@ -530,7 +559,8 @@ impl HttpContext for Stream {
             return Flow::Continue;
         }
         let map = MapType::HttpResponseHeaders;
-        let status = header(map, ":status").and_then(|s| s.parse::<u16>().ok());
+        let headers = headers::fetch(map);
+        let status = headers.get(":status").and_then(|s| s.parse::<u16>().ok());
         match self.exchange.as_mut() {
             Some(ex) => ex.usage.answer_status(status.unwrap_or(0)),
             None => return Flow::Continue,
@@ -542,8 +572,10 @@ impl HttpContext for Stream {
         for (name, value) in self.verdict_headers() {
             let _ = hostcalls::set_map_value(map, name, Some(&value));
         }
-        let content_type = header(map, "content-type").unwrap_or_default();
-        let encoded = header(map, "content-encoding").is_some_and(|e| e != "identity");
+        let content_type = headers.get("content-type").unwrap_or_default();
+        let encoded = headers
+            .get("content-encoding")
+            .is_some_and(|e| e != "identity");
         if end_of_stream || encoded {
             return Flow::Continue;
         }
@@ -559,10 +591,10 @@ impl HttpContext for Stream {
         }
         if event_stream {
             self.answer = Answer::Stream;
-            remove_header(map, "content-length");
+            remove_header(map, &headers, "content-length");
         } else if content_type.contains("json") {
             self.answer = Answer::Buffer;
-            remove_header(map, "content-length");
+            remove_header(map, &headers, "content-length");
         }
         Flow::Continue
     }
@@ -585,14 +617,12 @@ impl HttpContext for Stream {
             return;
         };
         self.metrics.action(ex.verdict.action);
-        self.metrics.provider(ex.endpoint.provider.name());
-        self.metrics
-            .model(ex.endpoint.provider.name(), ex.model.as_deref());
-        if let Some(usage) = ex.usage.usage() {
-            self.metrics
-                .tokens(ex.endpoint.provider.name(), ex.model.as_deref(), &usage);
-        }
-        for name in &ex.verdict.detections {
+        self.metrics.exchange(
+            ex.endpoint.provider.name(),
+            ex.model.as_deref(),
+            ex.usage.usage().as_ref(),
+        );
+        for &name in &ex.verdict.detections {
             self.metrics.detection(name);
         }
         if ex.verdict.detections.contains(&crate::engine::PARSE_ERROR) {

@@ -1,7 +1,7 @@
 //! Envoy stats defined by the filter (exposed as `wasmcustom.sluice_*` on the admin endpoint).
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
@@ -22,11 +22,27 @@ pub struct Metrics {
     judge_failures: Option<u32>,
     /// Histogram of judge round trips in milliseconds, as Envoy sees them.
     judge_latency: Option<u32>,
-    /// Counters named after a provider or a detection, defined the first time they are seen.
-    /// Their names come from fixed sets (providers, detectors), never from request data.
-    named: RefCell<HashMap<String, Option<u32>>>,
-    /// Model names (sanitised) that have token counters.
-    models: RefCell<std::collections::HashSet<String>>,
+    /// `sluice_tokens_{input,output}_total` and `sluice_tokens_estimated_total`.
+    tokens: [Option<u32>; 2],
+    tokens_estimated: Option<u32>,
+    /// Counters named after a provider, defined the first time it is seen.
+    providers: RefCell<HashMap<&'static str, Named>>,
+    /// Counters per provider and model label (sanitised, capped), defined when first seen.
+    models: RefCell<HashMap<(&'static str, String), Named>>,
+    /// Model labels (sanitised) that have counters, for the cap.
+    labels: RefCell<HashSet<String>>,
+    /// Detection counters, by detection name.
+    detections: RefCell<HashMap<&'static str, Option<u32>>>,
+}
+
+/// The request and token counters of one provider, or of one provider and model. Names come
+/// from fixed sets (providers, detectors) or from sanitised, capped model names; every id is
+/// defined once and then only incremented, so a request costs no name formatting.
+#[derive(Clone, Copy)]
+struct Named {
+    requests: Option<u32>,
+    /// Input and output tokens.
+    tokens: [Option<u32>; 2],
 }
 
 fn counter(name: &str) -> Option<u32> {
@@ -34,10 +50,16 @@ fn counter(name: &str) -> Option<u32> {
 }
 
 fn bump(id: Option<u32>) {
-    if let Some(id) = id {
-        let _ = hostcalls::increment_metric(id, 1);
+    add(id, 1);
+}
+
+fn add(id: Option<u32>, n: u64) {
+    if let (Some(id), true) = (id, n > 0) {
+        let _ = hostcalls::increment_metric(id, n as i64);
     }
 }
+
+const DIRECTIONS: [&str; 2] = ["input", "output"];
 
 impl Metrics {
     pub fn define() -> Metrics {
@@ -58,55 +80,73 @@ impl Metrics {
                 "sluice_judge_latency_ms",
             )
             .ok(),
-            named: RefCell::new(HashMap::new()),
-            models: RefCell::new(std::collections::HashSet::new()),
+            tokens: DIRECTIONS.map(|d| counter(&format!("sluice_tokens_{d}_total"))),
+            tokens_estimated: counter("sluice_tokens_estimated_total"),
+            providers: RefCell::new(HashMap::new()),
+            models: RefCell::new(HashMap::new()),
+            labels: RefCell::new(HashSet::new()),
+            detections: RefCell::new(HashMap::new()),
         }
     }
 
-    fn bump_named(&self, name: String) {
-        let id = *self
-            .named
+    /// A provider's counters: `sluice_provider_openai_requests_total`,
+    /// `sluice_provider_openai_tokens_{input,output}_total`.
+    fn provider_counters(&self, provider: &'static str) -> Named {
+        *self
+            .providers
             .borrow_mut()
-            .entry(name)
-            .or_insert_with_key(|name| counter(name));
-        bump(id);
+            .entry(provider)
+            .or_insert_with(|| Named {
+                requests: counter(&format!("sluice_provider_{provider}_requests_total")),
+                tokens: DIRECTIONS
+                    .map(|d| counter(&format!("sluice_provider_{provider}_tokens_{d}_total"))),
+            })
     }
 
-    /// Requests by provider (`sluice_provider_openai_requests_total`, ...).
-    pub fn provider(&self, provider: &str) {
-        self.bump_named(format!("sluice_provider_{provider}_requests_total"));
+    /// A provider and model's counters: `sluice_requests_openai_gpt_4o_mini_total`,
+    /// `sluice_tokens_openai_gpt_4o_mini_{input,output}_total`.
+    fn model_counters(&self, provider: &'static str, model: Option<&str>) -> Named {
+        let label = self.model_label(model);
+        *self
+            .models
+            .borrow_mut()
+            .entry((provider, label))
+            .or_insert_with_key(|(_, model)| Named {
+                requests: counter(&format!("sluice_requests_{provider}_{model}_total")),
+                tokens: DIRECTIONS
+                    .map(|d| counter(&format!("sluice_tokens_{provider}_{model}_{d}_total"))),
+            })
     }
 
-    /// Requests by provider and model (`sluice_requests_openai_gpt_4o_mini_total`); model
-    /// names share the token counters' cap.
-    pub fn model(&self, provider: &str, model: Option<&str>) {
-        let model = self.model_label(model);
-        self.bump_named(format!("sluice_requests_{provider}_{model}_total"));
+    /// Counts a finished exchange: requests by provider and by provider and model, and its
+    /// tokens by direction in total, by provider and by provider and model; estimated counts
+    /// are included and also summed in `sluice_tokens_estimated_total`.
+    pub fn exchange(&self, provider: &'static str, model: Option<&str>, usage: Option<&Usage>) {
+        let by_provider = self.provider_counters(provider);
+        let by_model = self.model_counters(provider, model);
+        bump(by_provider.requests);
+        bump(by_model.requests);
+        let Some(usage) = usage else {
+            return;
+        };
+        for (i, n) in [usage.input, usage.output].into_iter().enumerate() {
+            add(self.tokens[i], n);
+            add(by_provider.tokens[i], n);
+            add(by_model.tokens[i], n);
+        }
+        if usage.estimated {
+            add(self.tokens_estimated, usage.total());
+        }
     }
 
     /// Detections by name (`sluice_detection_pii_total`, `sluice_detection_judge_error_total`, ...).
-    pub fn detection(&self, name: &str) {
-        self.bump_named(format!("sluice_detection_{name}_total"));
-    }
-
-    /// Tokens by direction: in total (`sluice_tokens_input_total`), by provider
-    /// (`sluice_provider_openai_tokens_output_total`) and by provider and model
-    /// (`sluice_tokens_openai_gpt_4o_mini_input_total`); estimated counts are included and
-    /// also summed in `sluice_tokens_estimated_total`.
-    pub fn tokens(&self, provider: &str, model: Option<&str>, usage: &Usage) {
-        let model = self.model_label(model);
-        for (direction, n) in [("input", usage.input), ("output", usage.output)] {
-            for name in [
-                format!("sluice_tokens_{direction}_total"),
-                format!("sluice_provider_{provider}_tokens_{direction}_total"),
-                format!("sluice_tokens_{provider}_{model}_{direction}_total"),
-            ] {
-                self.add_named(name, n);
-            }
-        }
-        if usage.estimated {
-            self.add_named("sluice_tokens_estimated_total".to_owned(), usage.total());
-        }
+    pub fn detection(&self, name: &'static str) {
+        let id = *self
+            .detections
+            .borrow_mut()
+            .entry(name)
+            .or_insert_with(|| counter(&format!("sluice_detection_{name}_total")));
+        bump(id);
     }
 
     /// A model name fit for a stat name (`[a-z0-9_]`), or `other` once the cap is reached.
@@ -125,26 +165,15 @@ impl Metrics {
                 }
             })
             .collect();
-        let mut models = self.models.borrow_mut();
-        if models.contains(&label) {
+        let mut labels = self.labels.borrow_mut();
+        if labels.contains(&label) {
             return label;
         }
-        if models.len() >= MAX_MODEL_COUNTERS {
+        if labels.len() >= MAX_MODEL_COUNTERS {
             return "other".to_owned();
         }
-        models.insert(label.clone());
+        labels.insert(label.clone());
         label
-    }
-
-    fn add_named(&self, name: String, n: u64) {
-        let id = *self
-            .named
-            .borrow_mut()
-            .entry(name)
-            .or_insert_with_key(|name| counter(name));
-        if let (Some(id), true) = (id, n > 0) {
-            let _ = hostcalls::increment_metric(id, n as i64);
-        }
     }
 
     /// A judge call that ended: its round trip (none when it could not be sent) and whether

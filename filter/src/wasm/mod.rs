@@ -3,6 +3,7 @@
 //! Host calls go through `hostcalls` with their errors handled: the SDK's trait helpers unwrap,
 //! and a panic here would trap the VM and fail every request sharing it.
 
+mod headers;
 mod http;
 mod metrics;
 mod shared;
