@@ -6,7 +6,9 @@
 //! scanned the same way. Indirect-injection cues (text addressing "your response") count only in
 //! tool results and documents, where no legitimate text talks to the model.
 
-use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
+use aho_corasick::automaton::Automaton;
+use aho_corasick::dfa::DFA;
+use aho_corasick::{Anchored, MatchKind};
 
 use super::injection_model::{self as model, LinearModel};
 use super::normalize::{decoded_payloads, normalize, Normalized};
@@ -1492,7 +1494,7 @@ pub(crate) struct Hit {
 }
 
 pub struct InjectionDetector {
-    ac: Option<AhoCorasick>,
+    ac: Option<DFA>,
     /// Per pattern: class, may end inside a word (`*` suffix), may start inside one (`*` prefix).
     entries: Vec<(Class, bool, bool)>,
     model: Option<LinearModel>,
@@ -1509,30 +1511,13 @@ impl Default for InjectionDetector {
 
 impl InjectionDetector {
     pub fn new() -> Self {
-        let mut pats: Vec<String> = Vec::new();
-        let mut entries = Vec::new();
-        let mut add = |list: &mut dyn Iterator<Item = Entry>| {
-            for (p, c) in list {
-                let stem = p.ends_with('*');
-                let infix = p.starts_with('*');
-                pats.push(p.trim_matches('*').to_owned());
-                entries.push((c, stem, infix));
-            }
-        };
-        add(&mut OVERRIDE.iter().map(|p| (*p, Override)));
-        add(&mut TARGET.iter().map(|p| (*p, Target)));
-        add(&mut REVEAL.iter().map(|p| (*p, Reveal)));
-        add(&mut ASK.iter().map(|p| (*p, Ask)));
-        add(&mut SECRET.iter().map(|p| (*p, Secret)));
-        add(&mut SENSITIVE.iter().map(|p| (*p, Sensitive)));
-        add(&mut POSSESSIVE.iter().map(|p| (*p, Possessive)));
-        add(&mut NEGATION.iter().map(|p| (*p, Negation)));
-        add(&mut PHRASES.iter().map(|(p, w)| (*p, Phrase(*w))));
-        add(&mut INDIRECT.iter().map(|(p, w)| (*p, Indirect(*w))));
+        let (pats, entries) = lexicon();
         // A full DFA: about a megabyte, built once, and several times faster than the NFA.
-        let ac = AhoCorasick::builder()
+        // Used directly (not through `AhoCorasick`) so that `lexicon_matches` runs its own
+        // tight loop over it. No prefilter: with this many patterns none would apply.
+        let ac = DFA::builder()
             .match_kind(MatchKind::LeftmostLongest)
-            .kind(Some(AhoCorasickKind::DFA))
+            .prefilter(false)
             .build(&pats)
             .ok();
         InjectionDetector {
@@ -1624,12 +1609,10 @@ impl InjectionDetector {
     pub(crate) fn hits(&self, s: &str) -> Vec<Hit> {
         let mut hits = Vec::new();
         let Some(ac) = &self.ac else { return hits };
-        for m in ac.find_iter(s) {
-            let idx = m.pattern().as_usize();
+        for (idx, a, b) in lexicon_matches(ac, s.as_bytes()) {
             let Some(&(class, stem, infix)) = self.entries.get(idx) else {
                 continue;
             };
-            let (a, b) = (m.start(), m.end());
             let first = s.get(a..).and_then(|t| t.chars().next());
             let last = s.get(..b).and_then(|t| t.chars().next_back());
             let before = s.get(..a).and_then(|t| t.chars().next_back());
@@ -1750,6 +1733,74 @@ impl InjectionDetector {
     }
 }
 
+/// The lexicon's patterns (without `*`) and, per pattern, its class and whether it may end or
+/// start inside a word.
+fn lexicon() -> (Vec<String>, Vec<(Class, bool, bool)>) {
+    let mut pats: Vec<String> = Vec::new();
+    let mut entries = Vec::new();
+    let mut add = |list: &mut dyn Iterator<Item = Entry>| {
+        for (p, c) in list {
+            let stem = p.ends_with('*');
+            let infix = p.starts_with('*');
+            pats.push(p.trim_matches('*').to_owned());
+            entries.push((c, stem, infix));
+        }
+    };
+    add(&mut OVERRIDE.iter().map(|p| (*p, Override)));
+    add(&mut TARGET.iter().map(|p| (*p, Target)));
+    add(&mut REVEAL.iter().map(|p| (*p, Reveal)));
+    add(&mut ASK.iter().map(|p| (*p, Ask)));
+    add(&mut SECRET.iter().map(|p| (*p, Secret)));
+    add(&mut SENSITIVE.iter().map(|p| (*p, Sensitive)));
+    add(&mut POSSESSIVE.iter().map(|p| (*p, Possessive)));
+    add(&mut NEGATION.iter().map(|p| (*p, Negation)));
+    add(&mut PHRASES.iter().map(|(p, w)| (*p, Phrase(*w))));
+    add(&mut INDIRECT.iter().map(|(p, w)| (*p, Indirect(*w))));
+    (pats, entries)
+}
+
+/// The non-overlapping leftmost-longest matches of `dfa` in `hay` as (pattern, start, end): what
+/// `AhoCorasick::find_iter` gives, from a loop that the compiler keeps tight (one table
+/// lookup and one compare per byte) instead of the crate's generic search.
+fn lexicon_matches<'a>(
+    dfa: &'a DFA,
+    hay: &'a [u8],
+) -> impl Iterator<Item = (usize, usize, usize)> + 'a {
+    let mut pos = 0;
+    std::iter::from_fn(move || {
+        let (pid, a, b) = leftmost_longest_at(dfa, hay, pos)?;
+        // No pattern is empty; should one be, step past it rather than loop.
+        pos = if b > pos { b } else { pos + 1 };
+        Some((pid, a, b))
+    })
+}
+
+/// The first leftmost-longest match of `dfa` in `hay[from..]`, as `try_find_fwd` of
+/// aho-corasick finds it for an unanchored search without prefilter: walk the DFA, remember
+/// the last match state seen, stop at the dead state.
+fn leftmost_longest_at(dfa: &DFA, hay: &[u8], from: usize) -> Option<(usize, usize, usize)> {
+    let mut sid = dfa.start_state(Anchored::No).ok()?;
+    let rest = hay.get(from..)?;
+    let matched = |sid, end: usize| {
+        let pid = dfa.match_pattern(sid, 0);
+        let len = dfa.pattern_len(pid);
+        (pid.as_usize(), end.saturating_sub(len), end)
+    };
+    let mut mat = dfa.is_match(sid).then(|| matched(sid, from));
+    for (k, &byte) in rest.iter().enumerate() {
+        sid = dfa.next_state(Anchored::No, sid, byte);
+        if dfa.is_special(sid) {
+            if dfa.is_dead(sid) {
+                return mat;
+            }
+            if dfa.is_match(sid) {
+                mat = Some(matched(sid, from + k + 1));
+            }
+        }
+    }
+    mat
+}
+
 /// The model's highest score over the windows of `toks`: the same as scoring each window's
 /// `window_features`, but every unigram and bigram weight is looked up once (windows overlap
 /// by half) and each window's sum is a difference of running totals.
@@ -1857,6 +1908,52 @@ mod tests {
                     "n {n} doc {doc}"
                 );
             }
+        }
+    }
+
+    /// The lexicon automaton built as before, through `AhoCorasick`.
+    fn reference_automaton() -> &'static aho_corasick::AhoCorasick {
+        static A: std::sync::OnceLock<aho_corasick::AhoCorasick> = std::sync::OnceLock::new();
+        A.get_or_init(|| {
+            aho_corasick::AhoCorasick::builder()
+                .match_kind(MatchKind::LeftmostLongest)
+                .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+                .build(lexicon().0)
+                .expect("lexicon automaton")
+        })
+    }
+
+    #[test]
+    fn no_lexicon_pattern_is_empty() {
+        assert!(lexicon().0.iter().all(|p| !p.is_empty()));
+    }
+
+    proptest::proptest! {
+        /// The own search loop over the DFA finds exactly what `find_iter` finds. Texts are
+        /// lexicon entries (which overlap and nest) with letters and separators between.
+        #[test]
+        fn lexicon_loop_equals_find_iter(
+            parts in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::prelude::Strategy::prop_map(0usize..2000, |i| {
+                        let pats = lexicon().0;
+                        pats[i % pats.len()].clone()
+                    }),
+                    "[a-z ]{0,4}",
+                    "\\PC{0,3}",
+                ],
+                0..12,
+            )
+        ) {
+            let text = parts.concat();
+            let d = detector();
+            let dfa = d.ac.as_ref().expect("lexicon DFA");
+            let got: Vec<_> = lexicon_matches(dfa, text.as_bytes()).collect();
+            let want: Vec<_> = reference_automaton()
+                .find_iter(&text)
+                .map(|m| (m.pattern().as_usize(), m.start(), m.end()))
+                .collect();
+            proptest::prop_assert_eq!(got, want);
         }
     }
 

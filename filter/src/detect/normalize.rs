@@ -163,7 +163,12 @@ pub fn normalize(src: &str, out: &mut Normalized) {
     out.map.reserve(src.len());
     let mut cands: Vec<u32> = Vec::new();
     let mut base = 0usize;
-    for line in src.split('\n') {
+    // `memchr` finds the line breaks faster than `str::split`.
+    let breaks = memchr::memchr_iter(b'\n', src.as_bytes()).chain(std::iter::once(src.len()));
+    for end in breaks {
+        let Some(line) = src.get(base..end) else {
+            break;
+        };
         if base > 0 && text.last().is_some_and(|c| *c != b' ') {
             text.push(b' ');
             out.map.push((base - 1) as u32);
@@ -774,8 +779,11 @@ fn count_percent_escapes(b: &[u8]) -> usize {
     if !b.contains(&b'%') {
         return 0;
     }
-    b.windows(3)
-        .filter(|w| w[0] == b'%' && w[1].is_ascii_hexdigit() && w[2].is_ascii_hexdigit())
+    memchr::memchr_iter(b'%', b)
+        .filter(|&i| {
+            b.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                && b.get(i + 2).is_some_and(u8::is_ascii_hexdigit)
+        })
         .count()
 }
 

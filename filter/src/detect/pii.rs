@@ -225,10 +225,8 @@ fn ipv6(text: &str, out: &mut Vec<Finding>) {
 fn digit_runs(b: &[u8], out: &mut Vec<Finding>) {
     let mut i = 0;
     while i < b.len() {
-        // Only digits, '+' and '(' can start a number: skip everything else in a tight loop.
-        while i < b.len() && !(b[i].is_ascii_digit() || matches!(b[i], b'+' | b'(')) {
-            i += 1;
-        }
+        // Only digits, '+' and '(' can start a number: skip everything else, 8 bytes a step.
+        i = next_number_start(b, i);
         if i >= b.len() {
             break;
         }
@@ -270,6 +268,35 @@ fn digit_runs(b: &[u8], out: &mut Vec<Finding>) {
         }
         i += 1;
     }
+}
+
+/// The first index at or after `i` of a byte that can start a number (a digit, '+' or '('),
+/// or `b.len()`. Eight bytes are tested at once (SWAR), each test exact per byte.
+fn next_number_start(b: &[u8], mut i: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = ONES * 0x80;
+    const LOW7: u64 = ONES * 0x7F;
+    while let Some(chunk) = b.get(i..i + 8).and_then(|c| <[u8; 8]>::try_from(c).ok()) {
+        let x = u64::from_le_bytes(chunk);
+        let lo = x & LOW7;
+        // High bit of each byte that is in '0'..='9' (and below 0x80): `lo` is under 0x80 per
+        // byte, so neither the subtraction nor the addition carries between bytes.
+        let digit = (ONES * (127 + 0x3A)).wrapping_sub(lo) & !x & (lo + ONES * (127 - 0x2F)) & HIGH;
+        // High bit of each byte equal to `v`.
+        let eq = |v: u8| {
+            let t = x ^ (ONES * u64::from(v));
+            !(((t & LOW7) + LOW7) | t) & HIGH
+        };
+        let m = digit | eq(b'+') | eq(b'(');
+        if m != 0 {
+            return i + (m.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while i < b.len() && !(b[i].is_ascii_digit() || matches!(b[i], b'+' | b'(')) {
+        i += 1;
+    }
+    i.min(b.len())
 }
 
 fn next_digit(b: &[u8], i: usize) -> bool {
@@ -459,6 +486,33 @@ fn phone_at(b: &[u8], i: usize) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// The eight-bytes-at-a-time skip stops where the byte-by-byte one stops.
+        #[test]
+        fn number_skip_equals_byte_loop(
+            b in proptest::collection::vec(proptest::prop_oneof![
+                proptest::prelude::any::<u8>(),
+                proptest::prelude::Just(b'+'),
+                proptest::prelude::Just(b'('),
+                proptest::prelude::Just(b'/'),
+                proptest::prelude::Just(b':'),
+                proptest::prelude::Just(b'0'),
+                proptest::prelude::Just(b'9'),
+                proptest::prelude::Just(0xB0u8),
+                proptest::prelude::Just(0xABu8),
+            ], 0..40),
+            from in 0usize..40,
+        ) {
+            let from = from.min(b.len());
+            let want = b
+                .iter()
+                .skip(from)
+                .position(|c| c.is_ascii_digit() || matches!(c, b'+' | b'('))
+                .map_or(b.len(), |p| from + p);
+            proptest::prop_assert_eq!(next_number_start(&b, from), want);
+        }
+    }
 
     fn kinds(text: &str) -> Vec<(&'static str, &str)> {
         let mut v = Vec::new();
