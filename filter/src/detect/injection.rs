@@ -1609,7 +1609,9 @@ impl InjectionDetector {
     pub(crate) fn hits(&self, s: &str) -> Vec<Hit> {
         let mut hits = Vec::new();
         let Some(ac) = &self.ac else { return hits };
-        for (idx, a, b) in lexicon_matches(ac, s.as_bytes()) {
+        let mut found = Vec::new();
+        lexicon_matches(ac, s.as_bytes(), &mut found);
+        for (idx, a, b) in found {
             let Some(&(class, stem, infix)) = self.entries.get(idx) else {
                 continue;
             };
@@ -1759,46 +1761,61 @@ fn lexicon() -> (Vec<String>, Vec<(Class, bool, bool)>) {
     (pats, entries)
 }
 
-/// The non-overlapping leftmost-longest matches of `dfa` in `hay` as (pattern, start, end): what
-/// `AhoCorasick::find_iter` gives, from a loop that the compiler keeps tight (one table
-/// lookup and one compare per byte) instead of the crate's generic search.
-fn lexicon_matches<'a>(
-    dfa: &'a DFA,
-    hay: &'a [u8],
-) -> impl Iterator<Item = (usize, usize, usize)> + 'a {
-    let mut pos = 0;
-    std::iter::from_fn(move || {
-        let (pid, a, b) = leftmost_longest_at(dfa, hay, pos)?;
-        // No pattern is empty; should one be, step past it rather than loop.
-        pos = if b > pos { b } else { pos + 1 };
-        Some((pid, a, b))
-    })
-}
-
-/// The first leftmost-longest match of `dfa` in `hay[from..]`, as `try_find_fwd` of
-/// aho-corasick finds it for an unanchored search without prefilter: walk the DFA, remember
-/// the last match state seen, stop at the dead state.
-fn leftmost_longest_at(dfa: &DFA, hay: &[u8], from: usize) -> Option<(usize, usize, usize)> {
-    let mut sid = dfa.start_state(Anchored::No).ok()?;
-    let rest = hay.get(from..)?;
+/// The non-overlapping leftmost-longest matches of `dfa` in `hay` as (pattern, start, end),
+/// appended to `out`: what `AhoCorasick::find_iter` gives, from one small loop that the
+/// compiler keeps in registers (one table lookup and one compare per byte) instead of the
+/// crate's generic search. Each search is aho-corasick's `try_find_fwd` for an unanchored
+/// search without prefilter: walk the DFA from the start state, remember the last match state
+/// seen, stop at the dead state or the end; the next search starts where the match ended.
+#[inline(never)]
+fn lexicon_matches(dfa: &DFA, hay: &[u8], out: &mut Vec<(usize, usize, usize)>) {
+    let Ok(start) = dfa.start_state(Anchored::No) else {
+        return;
+    };
     let matched = |sid, end: usize| {
         let pid = dfa.match_pattern(sid, 0);
         let len = dfa.pattern_len(pid);
         (pid.as_usize(), end.saturating_sub(len), end)
     };
-    let mut mat = dfa.is_match(sid).then(|| matched(sid, from));
-    for (k, &byte) in rest.iter().enumerate() {
-        sid = dfa.next_state(Anchored::No, sid, byte);
-        if dfa.is_special(sid) {
+    let mut pos = 0;
+    while pos <= hay.len() {
+        let mut sid = start;
+        let mut mat = dfa.is_match(sid).then(|| matched(sid, pos));
+        let mut i = pos;
+        while i < hay.len() {
+            (i, sid) = walk_to_special(dfa, hay, i, sid);
             if dfa.is_dead(sid) {
-                return mat;
+                break;
             }
             if dfa.is_match(sid) {
-                mat = Some(matched(sid, from + k + 1));
+                mat = Some(matched(sid, i));
             }
         }
+        let Some(m) = mat else { break };
+        out.push(m);
+        // No pattern is empty; should one be, step past it rather than loop.
+        pos = if m.2 > pos { m.2 } else { pos + 1 };
     }
-    mat
+}
+
+/// Walks `dfa` from state `sid` over `hay[i..]` up to the first special (match or dead) state;
+/// returns the index after the byte that led there, or the end, and the state. Not inlined,
+/// so that the loop keeps the table in registers.
+#[inline(never)]
+fn walk_to_special(
+    dfa: &DFA,
+    hay: &[u8],
+    mut i: usize,
+    mut sid: aho_corasick::automaton::StateID,
+) -> (usize, aho_corasick::automaton::StateID) {
+    while let Some(&byte) = hay.get(i) {
+        sid = dfa.next_state(Anchored::No, sid, byte);
+        i += 1;
+        if dfa.is_special(sid) {
+            break;
+        }
+    }
+    (i, sid)
 }
 
 /// The model's highest score over the windows of `toks`: the same as scoring each window's
@@ -1948,7 +1965,8 @@ mod tests {
             let text = parts.concat();
             let d = detector();
             let dfa = d.ac.as_ref().expect("lexicon DFA");
-            let got: Vec<_> = lexicon_matches(dfa, text.as_bytes()).collect();
+            let mut got = Vec::new();
+            lexicon_matches(dfa, text.as_bytes(), &mut got);
             let want: Vec<_> = reference_automaton()
                 .find_iter(&text)
                 .map(|m| (m.pattern().as_usize(), m.start(), m.end()))
