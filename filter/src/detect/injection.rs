@@ -1828,11 +1828,16 @@ fn best_window_score(m: &LinearModel, toks: &[u32], doc: bool, lex: f32) -> f32 
     let (mut u, mut g) = (0i32, 0i32);
     uni.push(0);
     bi.push(0);
-    for (k, &t) in toks.iter().enumerate() {
-        u += i32::from(m.weight(t & (model::BUCKETS - 1) as u32));
-        if let Some(&p) = k.checked_sub(1).and_then(|j| toks.get(j)) {
-            g += i32::from(m.weight(model::bigram(p, t)));
-        }
+    let mask = (model::BUCKETS - 1) as u32;
+    if let Some(&first) = toks.first() {
+        u += i32::from(m.weight(first & mask));
+        uni.push(u);
+        bi.push(g);
+    }
+    for pair in toks.windows(2) {
+        let (p, t) = (pair[0], pair[1]);
+        u += i32::from(m.weight(t & mask));
+        g += i32::from(m.weight(model::bigram(p, t)));
         uni.push(u);
         bi.push(g);
     }

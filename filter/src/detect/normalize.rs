@@ -744,6 +744,12 @@ pub fn decoded_payloads(src: &str, limit: usize) -> Vec<(std::ops::Range<usize>,
         while r > i && is_b64(b[r - 1]) {
             r -= 1;
         }
+        if r > i {
+            // `r` starts a run: probe from there (its run is long enough only if the probe
+            // at r+MIN_RUN-1 is in it), rather than reading it to its end.
+            i = r;
+            continue;
+        }
         i = decode_run(src, r, MIN_RUN, &mut out);
     }
     decode_percent(src, limit, &mut out);
