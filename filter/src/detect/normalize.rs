@@ -293,7 +293,7 @@ fn normalize_chars(
                 // as a letter; symbols only when a letter or digit follows ("h@ck", not "hi!").
                 Some(l)
                     if (c.is_ascii_digit() || next.is_some_and(|n| n.is_ascii_alphanumeric()))
-                        && word_has_letter(&folded, k) =>
+                        && word_has_letter(folded, k) =>
                 {
                     l
                 }
@@ -319,7 +319,7 @@ fn normalize_chars(
         // Cheap pre-check: a spaced run starts with a single letter followed by a separator.
         let single =
             chars.get(k + 1).is_some_and(|p| !p.1.is_alphanumeric()) && chars[k].1.is_alphabetic();
-        if let Some(end) = single.then(|| spaced_run(&chars, k)).flatten() {
+        if let Some(end) = single.then(|| spaced_run(chars, k)).flatten() {
             let mut j = k;
             while j < end {
                 push(text, map, chars[j].0, chars[j].1);
