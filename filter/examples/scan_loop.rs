@@ -24,6 +24,7 @@ fn main() {
     let d = Detectors::new();
     let text = chat_text(kb * 1024);
     let secrets = sluice_filter::detect::secrets::SecretDetector::new();
+    let output = sluice_filter::detect::output::OutputDetector::new();
     let mut norm = sluice_filter::detect::normalize::Normalized::default();
     let mut out = Vec::new();
     let mut total = 0usize;
@@ -38,12 +39,16 @@ fn main() {
             "values" => d.scan_values(&text, &mut out),
             "pii" => sluice_filter::detect::pii::scan(&text, &mut out),
             "secrets" => secrets.scan(&text, &mut out),
+            "output" => output.scan(&text, &mut out),
             "normalize" => {
                 sluice_filter::detect::normalize::normalize(&text, &mut norm);
                 total += norm.text.len();
             }
             other => {
-                eprintln!("unknown side {other:?}: prompt, answer, injection, values, pii, secrets, normalize");
+                eprintln!(
+                    "unknown side {other:?}: prompt, answer, injection, values, pii, secrets, \
+                     output, normalize"
+                );
                 std::process::exit(2);
             }
         }
