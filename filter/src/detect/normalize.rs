@@ -214,10 +214,9 @@ fn normalize_mixed(
 ) {
     let b = line.as_bytes();
     let mut seg = 0;
-    for p in 0..b.len() {
-        let c = b[p];
-        let cut = (c == b' ' || c == b'\t')
-            && p >= 1
+    // Cuts are only at spaces and tabs: `memchr2` jumps to them.
+    for p in memchr::memchr2_iter(b' ', b'\t', b) {
+        let cut = p >= 1
             && (p >= 2 && b[p - 1].is_ascii_alphabetic() && b[p - 2].is_ascii_alphabetic()
                 || matches!(b[p - 1], b'.' | b',' | b';' | b':' | b'?' | b')' | b'"'));
         if cut {
@@ -678,6 +677,11 @@ fn lower(c: char) -> char {
 }
 
 fn push(text: &mut Vec<u8>, map: &mut Vec<u32>, orig: u32, c: char) {
+    if c.is_ascii() {
+        text.push(c as u8);
+        map.push(orig);
+        return;
+    }
     let mut buf = [0u8; 4];
     let s = c.encode_utf8(&mut buf);
     text.extend_from_slice(s.as_bytes());
