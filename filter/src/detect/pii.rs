@@ -235,8 +235,14 @@ fn ipv6(text: &str, out: &mut Vec<Finding>) {
 fn digit_runs(b: &[u8], out: &mut Vec<Finding>) {
     let mut i = 0;
     while i < b.len() {
-        // Only digits, '+' and '(' can start a number: skip everything else, 8 bytes a step.
-        i = next_number_start(b, i);
+        // A number starts at a digit, or at a '+' or '(' right before one: find the next digit
+        // (eight bytes a step) and look one byte back.
+        let d = digit_from(b, i);
+        i = if d > i && matches!(b.get(d - 1), Some(b'+' | b'(')) {
+            d - 1
+        } else {
+            d
+        };
         if i >= b.len() {
             break;
         }
@@ -288,7 +294,8 @@ fn digit_from(b: &[u8], mut i: usize) -> usize {
     while let Some(chunk) = b.get(i..i + 8).and_then(|c| <[u8; 8]>::try_from(c).ok()) {
         let x = u64::from_le_bytes(chunk);
         let lo = x & LOW7;
-        // As in `next_number_start`.
+        // High bit of each byte that is in '0'..='9' (and below 0x80): `lo` is under 0x80 per
+        // byte, so neither the subtraction nor the addition carries between bytes.
         let digit = (ONES * (127 + 0x3A)).wrapping_sub(lo) & !x & (lo + ONES * (127 - 0x2F)) & HIGH;
         if digit != 0 {
             return i + (digit.trailing_zeros() / 8) as usize;
@@ -296,35 +303,6 @@ fn digit_from(b: &[u8], mut i: usize) -> usize {
         i += 8;
     }
     while b.get(i).is_some_and(|c| !c.is_ascii_digit()) {
-        i += 1;
-    }
-    i.min(b.len())
-}
-
-/// The first index at or after `i` of a byte that can start a number (a digit, '+' or '('),
-/// or `b.len()`. Eight bytes are tested at once (SWAR), each test exact per byte.
-fn next_number_start(b: &[u8], mut i: usize) -> usize {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = ONES * 0x80;
-    const LOW7: u64 = ONES * 0x7F;
-    while let Some(chunk) = b.get(i..i + 8).and_then(|c| <[u8; 8]>::try_from(c).ok()) {
-        let x = u64::from_le_bytes(chunk);
-        let lo = x & LOW7;
-        // High bit of each byte that is in '0'..='9' (and below 0x80): `lo` is under 0x80 per
-        // byte, so neither the subtraction nor the addition carries between bytes.
-        let digit = (ONES * (127 + 0x3A)).wrapping_sub(lo) & !x & (lo + ONES * (127 - 0x2F)) & HIGH;
-        // High bit of each byte equal to `v`.
-        let eq = |v: u8| {
-            let t = x ^ (ONES * u64::from(v));
-            !(((t & LOW7) + LOW7) | t) & HIGH
-        };
-        let m = digit | eq(b'+') | eq(b'(');
-        if m != 0 {
-            return i + (m.trailing_zeros() / 8) as usize;
-        }
-        i += 8;
-    }
-    while i < b.len() && !(b[i].is_ascii_digit() || matches!(b[i], b'+' | b'(')) {
         i += 1;
     }
     i.min(b.len())
@@ -518,6 +496,58 @@ fn phone_at(b: &[u8], i: usize) -> Option<usize> {
 mod tests {
     use super::*;
 
+    /// The number scan as it was, byte by byte.
+    fn digit_runs_reference(b: &[u8], out: &mut Vec<Finding>) {
+        let mut i = 0;
+        while i < b.len() {
+            while i < b.len() && !(b[i].is_ascii_digit() || matches!(b[i], b'+' | b'(')) {
+                i += 1;
+            }
+            if i >= b.len() {
+                break;
+            }
+            let c = b[i];
+            let starts = c.is_ascii_digit() || (c == b'+' || c == b'(') && next_digit(b, i + 1);
+            // A literal "\n" escape before the number is a boundary too.
+            let escaped = i >= 2 && b[i - 2] == b'\\' && matches!(b[i - 1], b'n' | b't' | b'r');
+            if !starts
+                || (i > 0 && !escaped && (b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'.'))
+            {
+                i += 1;
+                continue;
+            }
+            if let Some(e) = ipv4_at(b, i) {
+                out.push(finding(IP, i..e, 0.95));
+                i = e;
+                continue;
+            }
+            if let Some(e) = ssn_at(b, i) {
+                out.push(finding(SSN, i..e, 0.9));
+                i = e;
+                continue;
+            }
+            if let Some(e) = card_at(b, i) {
+                out.push(finding(CARD, i..e, 0.95));
+                i = e;
+                continue;
+            }
+            if let Some(e) = phone_at(b, i) {
+                out.push(finding(PHONE, i..e, 0.85));
+                i = e;
+                continue;
+            }
+            // Skip the rest of this number, separators included, so no tail of it matches alone.
+            while i < b.len()
+                && (b[i].is_ascii_digit()
+                    || matches!(b[i], b'+' | b'(' | b')' | b'-' | b'.' | b' ')
+                        && next_digit(b, i + 1))
+            {
+                i += 1;
+            }
+            i += 1;
+        }
+    }
+
     /// The IBAN scan as it was before it jumped between digit pairs.
     fn ibans_reference(b: &[u8], out: &mut Vec<Finding>) {
         let mut i = 0;
@@ -583,29 +613,24 @@ mod tests {
     }
 
     proptest::proptest! {
-        /// The eight-bytes-at-a-time skip stops where the byte-by-byte one stops.
+        /// Jumping to digits finds the numbers that the byte-by-byte scan found.
         #[test]
-        fn number_skip_equals_byte_loop(
-            b in proptest::collection::vec(proptest::prop_oneof![
-                proptest::prelude::any::<u8>(),
-                proptest::prelude::Just(b'+'),
-                proptest::prelude::Just(b'('),
-                proptest::prelude::Just(b'/'),
-                proptest::prelude::Just(b':'),
-                proptest::prelude::Just(b'0'),
-                proptest::prelude::Just(b'9'),
-                proptest::prelude::Just(0xB0u8),
-                proptest::prelude::Just(0xABu8),
-            ], 0..40),
-            from in 0usize..40,
-        ) {
-            let from = from.min(b.len());
-            let want = b
-                .iter()
-                .skip(from)
-                .position(|c| c.is_ascii_digit() || matches!(c, b'+' | b'('))
-                .map_or(b.len(), |p| from + p);
-            proptest::prop_assert_eq!(next_number_start(&b, from), want);
+        fn number_jumps_find_the_same(parts in proptest::collection::vec(proptest::prop_oneof![
+            proptest::prelude::Just("+1-415-555-0134".to_owned()),
+            proptest::prelude::Just("(415) 555-0134".to_owned()),
+            proptest::prelude::Just("4111 1111 1111 1111".to_owned()),
+            proptest::prelude::Just("123-45-6789".to_owned()),
+            proptest::prelude::Just("192.168.1.20".to_owned()),
+            proptest::prelude::Just("\\n".to_owned()),
+            "[0-9+(). -]{0,8}",
+            "[a-z0-9+(]{0,5}",
+            "\\PC{0,3}",
+        ], 0..10)) {
+            let text = parts.concat();
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            digit_runs(text.as_bytes(), &mut a);
+            digit_runs_reference(text.as_bytes(), &mut b);
+            proptest::prop_assert_eq!(a, b);
         }
     }
 
