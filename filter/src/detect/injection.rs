@@ -1950,24 +1950,21 @@ fn walk_to_special(
 /// `window_features`, but every unigram and bigram weight is looked up once (windows overlap
 /// by half) and each window's sum is a difference of running totals.
 fn best_window_score(m: &LinearModel, toks: &[u32], doc: bool, lex: f32) -> f32 {
-    // sums[k]: total weight of unigrams 0..k and of bigrams ending at 1..k.
-    let mut uni = Vec::with_capacity(toks.len() + 1);
-    let mut bi = Vec::with_capacity(toks.len() + 1);
+    // uni[k], bi[k]: total weight of unigrams 0..k and of bigrams ending at 1..k.
+    let mut uni = vec![0i32; toks.len() + 1];
+    let mut bi = vec![0i32; toks.len() + 1];
     let (mut u, mut g) = (0i32, 0i32);
-    uni.push(0);
-    bi.push(0);
     let mask = (model::BUCKETS - 1) as u32;
-    if let Some(&first) = toks.first() {
-        u += i32::from(m.weight(first & mask));
-        uni.push(u);
-        bi.push(g);
-    }
-    for pair in toks.windows(2) {
-        let (p, t) = (pair[0], pair[1]);
+    let mut prev: Option<u32> = None;
+    let sums = uni.iter_mut().skip(1).zip(bi.iter_mut().skip(1));
+    for (&t, (su, sb)) in toks.iter().zip(sums) {
         u += i32::from(m.weight(t & mask));
-        g += i32::from(m.weight(model::bigram(p, t)));
-        uni.push(u);
-        bi.push(g);
+        if let Some(p) = prev {
+            g += i32::from(m.weight(model::bigram(p, t)));
+        }
+        prev = Some(t);
+        *su = u;
+        *sb = g;
     }
     let doc_w = if doc {
         i32::from(m.weight(model::DOCUMENT_FEATURE))
