@@ -6,7 +6,9 @@
 //! scanned the same way. Indirect-injection cues (text addressing "your response") count only in
 //! tool results and documents, where no legitimate text talks to the model.
 
-use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
+use aho_corasick::automaton::Automaton;
+use aho_corasick::dfa::DFA;
+use aho_corasick::{AhoCorasick, AhoCorasickKind, Anchored, Input, MatchKind, StartKind};
 
 use super::injection_model::{self as model, LinearModel};
 use super::normalize::{decoded_payloads, normalize, Normalized};
@@ -1492,7 +1494,7 @@ pub(crate) struct Hit {
 }
 
 pub struct InjectionDetector {
-    ac: Option<AhoCorasick>,
+    ac: Option<Lexicon>,
     /// Per pattern: class, may end inside a word (`*` suffix), may start inside one (`*` prefix).
     entries: Vec<(Class, bool, bool)>,
     model: Option<LinearModel>,
@@ -1509,32 +1511,8 @@ impl Default for InjectionDetector {
 
 impl InjectionDetector {
     pub fn new() -> Self {
-        let mut pats: Vec<String> = Vec::new();
-        let mut entries = Vec::new();
-        let mut add = |list: &mut dyn Iterator<Item = Entry>| {
-            for (p, c) in list {
-                let stem = p.ends_with('*');
-                let infix = p.starts_with('*');
-                pats.push(p.trim_matches('*').to_owned());
-                entries.push((c, stem, infix));
-            }
-        };
-        add(&mut OVERRIDE.iter().map(|p| (*p, Override)));
-        add(&mut TARGET.iter().map(|p| (*p, Target)));
-        add(&mut REVEAL.iter().map(|p| (*p, Reveal)));
-        add(&mut ASK.iter().map(|p| (*p, Ask)));
-        add(&mut SECRET.iter().map(|p| (*p, Secret)));
-        add(&mut SENSITIVE.iter().map(|p| (*p, Sensitive)));
-        add(&mut POSSESSIVE.iter().map(|p| (*p, Possessive)));
-        add(&mut NEGATION.iter().map(|p| (*p, Negation)));
-        add(&mut PHRASES.iter().map(|(p, w)| (*p, Phrase(*w))));
-        add(&mut INDIRECT.iter().map(|(p, w)| (*p, Indirect(*w))));
-        // A full DFA: about a megabyte, built once, and several times faster than the NFA.
-        let ac = AhoCorasick::builder()
-            .match_kind(MatchKind::LeftmostLongest)
-            .kind(Some(AhoCorasickKind::DFA))
-            .build(&pats)
-            .ok();
+        let (pats, entries) = lexicon();
+        let ac = Lexicon::new(&pats);
         InjectionDetector {
             ac,
             entries,
@@ -1624,12 +1602,12 @@ impl InjectionDetector {
     pub(crate) fn hits(&self, s: &str) -> Vec<Hit> {
         let mut hits = Vec::new();
         let Some(ac) = &self.ac else { return hits };
-        for m in ac.find_iter(s) {
-            let idx = m.pattern().as_usize();
+        let mut found = Vec::new();
+        ac.matches(s.as_bytes(), &mut found);
+        for (idx, a, b) in found {
             let Some(&(class, stem, infix)) = self.entries.get(idx) else {
                 continue;
             };
-            let (a, b) = (m.start(), m.end());
             let first = s.get(a..).and_then(|t| t.chars().next());
             let last = s.get(..b).and_then(|t| t.chars().next_back());
             let before = s.get(..a).and_then(|t| t.chars().next_back());
@@ -1750,23 +1728,243 @@ impl InjectionDetector {
     }
 }
 
+/// The lexicon's patterns (without `*`) and, per pattern, its class and whether it may end or
+/// start inside a word.
+fn lexicon() -> (Vec<String>, Vec<(Class, bool, bool)>) {
+    let mut pats: Vec<String> = Vec::new();
+    let mut entries = Vec::new();
+    let mut add = |list: &mut dyn Iterator<Item = Entry>| {
+        for (p, c) in list {
+            let stem = p.ends_with('*');
+            let infix = p.starts_with('*');
+            pats.push(p.trim_matches('*').to_owned());
+            entries.push((c, stem, infix));
+        }
+    };
+    add(&mut OVERRIDE.iter().map(|p| (*p, Override)));
+    add(&mut TARGET.iter().map(|p| (*p, Target)));
+    add(&mut REVEAL.iter().map(|p| (*p, Reveal)));
+    add(&mut ASK.iter().map(|p| (*p, Ask)));
+    add(&mut SECRET.iter().map(|p| (*p, Secret)));
+    add(&mut SENSITIVE.iter().map(|p| (*p, Sensitive)));
+    add(&mut POSSESSIVE.iter().map(|p| (*p, Possessive)));
+    add(&mut NEGATION.iter().map(|p| (*p, Negation)));
+    add(&mut PHRASES.iter().map(|(p, w)| (*p, Phrase(*w))));
+    add(&mut INDIRECT.iter().map(|(p, w)| (*p, Indirect(*w))));
+    (pats, entries)
+}
+
+/// The lexicon automata. One DFA over all entries would be about 9 MB (the Cyrillic and
+/// Chinese entries multiply its byte classes), too big for the caches; the ASCII entries alone
+/// make a DFA of about 2 MB that walks the text, and the other entries are looked for, by
+/// anchored searches, only where one of their first bytes stands.
+struct Lexicon {
+    /// ASCII entries, unanchored, and each one's index in the lexicon.
+    ascii: DFA,
+    ascii_ids: Vec<usize>,
+    /// The other entries, anchored searches only, their indices, and their first bytes.
+    other: Option<AhoCorasick>,
+    other_ids: Vec<usize>,
+    other_first: [bool; 256],
+    /// Whether some non-ASCII entry starts with an ASCII byte (then every byte is looked at).
+    other_ascii_first: bool,
+}
+
+impl Lexicon {
+    fn new(pats: &[String]) -> Option<Lexicon> {
+        let (mut ascii, mut other) = (Vec::new(), Vec::new());
+        let (mut ascii_ids, mut other_ids) = (Vec::new(), Vec::new());
+        let mut other_first = [false; 256];
+        for (i, p) in pats.iter().enumerate() {
+            if p.is_ascii() {
+                ascii.push(p.as_str());
+                ascii_ids.push(i);
+            } else {
+                other.push(p.as_str());
+                other_ids.push(i);
+                if let Some(&b) = p.as_bytes().first() {
+                    other_first[usize::from(b)] = true;
+                }
+            }
+        }
+        let ascii = DFA::builder()
+            .match_kind(MatchKind::LeftmostLongest)
+            .prefilter(false)
+            .build(&ascii)
+            .ok()?;
+        let other = if other.is_empty() {
+            None
+        } else {
+            Some(
+                AhoCorasick::builder()
+                    .match_kind(MatchKind::LeftmostLongest)
+                    .kind(Some(AhoCorasickKind::DFA))
+                    .start_kind(StartKind::Anchored)
+                    .build(&other)
+                    .ok()?,
+            )
+        };
+        let other_ascii_first = other_first.iter().take(128).any(|f| *f);
+        Some(Lexicon {
+            ascii,
+            ascii_ids,
+            other,
+            other_ids,
+            other_first,
+            other_ascii_first,
+        })
+    }
+
+    /// The non-overlapping leftmost-longest matches of all entries in `hay`, as (entry, start,
+    /// end), appended to `out`: what `find_iter` of one automaton over all entries gives. From
+    /// `pos`, that automaton's match is the leftmost-longest of the ASCII entries' and the
+    /// others' matches from `pos` (their texts differ, so no tie); each side's match stays
+    /// valid until the chosen one ends past its start.
+    fn matches(&self, hay: &[u8], out: &mut Vec<(usize, usize, usize)>) {
+        let mut pos = 0;
+        let mut next_ascii: Option<Option<(usize, usize, usize)>> = None;
+        let mut next_other: Option<Option<(usize, usize, usize)>> = None;
+        loop {
+            if next_ascii.is_some_and(|m| m.is_some_and(|m| m.1 < pos)) {
+                next_ascii = None;
+            }
+            if next_other.is_some_and(|m| m.is_some_and(|m| m.1 < pos)) {
+                next_other = None;
+            }
+            let a = *next_ascii.get_or_insert_with(|| {
+                leftmost_longest_from(&self.ascii, hay, pos)
+                    .map(|(p, s, e)| (self.ascii_ids.get(p).copied().unwrap_or(p), s, e))
+            });
+            let o = *next_other.get_or_insert_with(|| self.other_from(hay, pos));
+            let m = match (a, o) {
+                (Some(a), Some(o)) => {
+                    if (o.1, std::cmp::Reverse(o.2)) < (a.1, std::cmp::Reverse(a.2)) {
+                        o
+                    } else {
+                        a
+                    }
+                }
+                (Some(m), None) | (None, Some(m)) => m,
+                (None, None) => break,
+            };
+            out.push(m);
+            // No entry is empty; should one be, step past it rather than loop.
+            pos = if m.2 > pos { m.2 } else { pos + 1 };
+        }
+    }
+
+    /// The leftmost-longest match of a non-ASCII entry starting at or after `pos`: the first
+    /// place holding one of their first bytes where an anchored search matches.
+    fn other_from(&self, hay: &[u8], pos: usize) -> Option<(usize, usize, usize)> {
+        let ac = self.other.as_ref()?;
+        let mut i = pos;
+        while i < hay.len() {
+            if !self.other_ascii_first {
+                i = next_non_ascii(hay, i);
+            }
+            let Some(&b) = hay.get(i) else { break };
+            i += 1;
+            if !self.other_first[usize::from(b)] {
+                continue;
+            }
+            let input = Input::new(hay)
+                .span(i - 1..hay.len())
+                .anchored(Anchored::Yes);
+            if let Ok(Some(m)) = ac.try_find(input) {
+                let p = m.pattern().as_usize();
+                return Some((
+                    self.other_ids.get(p).copied().unwrap_or(p),
+                    m.start(),
+                    m.end(),
+                ));
+            }
+        }
+        None
+    }
+}
+
+/// The index of the first non-ASCII byte at or after `i`, or `hay.len()`; eight bytes a step.
+fn next_non_ascii(hay: &[u8], mut i: usize) -> usize {
+    while let Some(chunk) = hay.get(i..i + 8).and_then(|c| <[u8; 8]>::try_from(c).ok()) {
+        let high = u64::from_le_bytes(chunk) & 0x8080_8080_8080_8080;
+        if high != 0 {
+            return i + (high.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while hay.get(i).is_some_and(u8::is_ascii) {
+        i += 1;
+    }
+    i.min(hay.len())
+}
+
+/// The leftmost-longest match of `dfa` in `hay` starting at or after `pos`, as (pattern, start,
+/// end): aho-corasick's `try_find_fwd` for an unanchored search without prefilter (walk the DFA
+/// from the start state, remember the last match state seen, stop at the dead state or the
+/// end), with the walk in a small loop that keeps the table in registers.
+fn leftmost_longest_from(dfa: &DFA, hay: &[u8], pos: usize) -> Option<(usize, usize, usize)> {
+    if pos > hay.len() {
+        return None;
+    }
+    let mut sid = dfa.start_state(Anchored::No).ok()?;
+    let matched = |sid, end: usize| {
+        let pid = dfa.match_pattern(sid, 0);
+        let len = dfa.pattern_len(pid);
+        (pid.as_usize(), end.saturating_sub(len), end)
+    };
+    let mut mat = dfa.is_match(sid).then(|| matched(sid, pos));
+    let mut i = pos;
+    while i < hay.len() {
+        (i, sid) = walk_to_special(dfa, hay, i, sid);
+        if dfa.is_dead(sid) {
+            break;
+        }
+        if dfa.is_match(sid) {
+            mat = Some(matched(sid, i));
+        }
+    }
+    mat
+}
+
+/// Walks `dfa` from state `sid` over `hay[i..]` up to the first special (match or dead) state;
+/// returns the index after the byte that led there, or the end, and the state. Not inlined,
+/// so that the loop keeps the table in registers.
+#[inline(never)]
+fn walk_to_special(
+    dfa: &DFA,
+    hay: &[u8],
+    mut i: usize,
+    mut sid: aho_corasick::automaton::StateID,
+) -> (usize, aho_corasick::automaton::StateID) {
+    while let Some(&byte) = hay.get(i) {
+        sid = dfa.next_state(Anchored::No, sid, byte);
+        i += 1;
+        if dfa.is_special(sid) {
+            break;
+        }
+    }
+    (i, sid)
+}
+
 /// The model's highest score over the windows of `toks`: the same as scoring each window's
 /// `window_features`, but every unigram and bigram weight is looked up once (windows overlap
 /// by half) and each window's sum is a difference of running totals.
 fn best_window_score(m: &LinearModel, toks: &[u32], doc: bool, lex: f32) -> f32 {
-    // sums[k]: total weight of unigrams 0..k and of bigrams ending at 1..k.
-    let mut uni = Vec::with_capacity(toks.len() + 1);
-    let mut bi = Vec::with_capacity(toks.len() + 1);
+    // uni[k], bi[k]: total weight of unigrams 0..k and of bigrams ending at 1..k.
+    let mut uni = vec![0i32; toks.len() + 1];
+    let mut bi = vec![0i32; toks.len() + 1];
     let (mut u, mut g) = (0i32, 0i32);
-    uni.push(0);
-    bi.push(0);
-    for (k, &t) in toks.iter().enumerate() {
-        u += i32::from(m.weight(t & (model::BUCKETS - 1) as u32));
-        if let Some(&p) = k.checked_sub(1).and_then(|j| toks.get(j)) {
+    let mask = (model::BUCKETS - 1) as u32;
+    let mut prev: Option<u32> = None;
+    let sums = uni.iter_mut().skip(1).zip(bi.iter_mut().skip(1));
+    for (&t, (su, sb)) in toks.iter().zip(sums) {
+        u += i32::from(m.weight(t & mask));
+        if let Some(p) = prev {
             g += i32::from(m.weight(model::bigram(p, t)));
         }
-        uni.push(u);
-        bi.push(g);
+        prev = Some(t);
+        *su = u;
+        *sb = g;
     }
     let doc_w = if doc {
         i32::from(m.weight(model::DOCUMENT_FEATURE))
@@ -1857,6 +2055,59 @@ mod tests {
                     "n {n} doc {doc}"
                 );
             }
+        }
+    }
+
+    /// The lexicon automaton built as before, through `AhoCorasick`.
+    fn reference_automaton() -> &'static aho_corasick::AhoCorasick {
+        static A: std::sync::OnceLock<aho_corasick::AhoCorasick> = std::sync::OnceLock::new();
+        A.get_or_init(|| {
+            aho_corasick::AhoCorasick::builder()
+                .match_kind(MatchKind::LeftmostLongest)
+                .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+                .build(lexicon().0)
+                .expect("lexicon automaton")
+        })
+    }
+
+    #[test]
+    fn no_lexicon_pattern_is_empty() {
+        assert!(lexicon().0.iter().all(|p| !p.is_empty()));
+    }
+
+    proptest::proptest! {
+        /// The own search loop over the DFA finds exactly what `find_iter` finds. Texts are
+        /// lexicon entries (which overlap and nest) with letters and separators between.
+        #[test]
+        fn lexicon_loop_equals_find_iter(
+            parts in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::prelude::Strategy::prop_map(0usize..2000, |i| {
+                        let pats = lexicon().0;
+                        pats[i % pats.len()].clone()
+                    }),
+                    // A cut entry: starts of longer entries around shorter ones.
+                    proptest::prelude::Strategy::prop_map((0usize..2000, 0usize..40), |(i, n)| {
+                        let pats = lexicon().0;
+                        let p = &pats[i % pats.len()];
+                        p[..p.floor_char_boundary(n)].to_owned()
+                    }),
+                    "[a-z ]{0,4}",
+                    "\\PC{0,3}",
+                ],
+                0..12,
+            )
+        ) {
+            let text = parts.concat();
+            let d = detector();
+            let lexicon = d.ac.as_ref().expect("lexicon automata");
+            let mut got = Vec::new();
+            lexicon.matches(text.as_bytes(), &mut got);
+            let want: Vec<_> = reference_automaton()
+                .find_iter(&text)
+                .map(|m| (m.pattern().as_usize(), m.start(), m.end()))
+                .collect();
+            proptest::prop_assert_eq!(got, want);
         }
     }
 

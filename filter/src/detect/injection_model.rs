@@ -17,37 +17,26 @@ const MAGIC: &[u8; 4] = b"SLM1";
 /// Token hashes of a normalised text: runs of letters/digits, and each CJK char on its own.
 pub fn tokens(norm: &str, out: &mut Vec<u32>) {
     out.clear();
-    if norm.is_ascii() {
-        // Same hashes as the char path below, a byte at a time.
-        let mut h: u32 = 0x811C_9DC5;
-        let mut in_word = false;
-        for &b in norm.as_bytes() {
-            if b.is_ascii_alphanumeric() {
-                h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
-                in_word = true;
-            } else if in_word {
-                out.push(h);
-                h = 0x811C_9DC5;
-                in_word = false;
-            }
-        }
-        if in_word {
-            out.push(h);
-        }
-        return;
-    }
-    // ASCII bytes are handled as bytes; only other chars are decoded.
+    // ASCII bytes are handled as bytes, letters and digits in a tight loop per word; only
+    // other chars are decoded.
     let b = norm.as_bytes();
     let mut h: u32 = 0x811C_9DC5;
     let mut in_word = false;
     let mut i = 0;
     while i < b.len() {
         let byte = b[i];
+        if ALNUM[usize::from(byte)] {
+            let mut j = i;
+            while let Some(&c) = b.get(j).filter(|c| ALNUM[usize::from(**c)]) {
+                h = (h ^ u32::from(c)).wrapping_mul(0x0100_0193);
+                j += 1;
+            }
+            in_word = true;
+            i = j;
+            continue;
+        }
         if byte.is_ascii() {
-            if byte.is_ascii_alphanumeric() {
-                h = (h ^ u32::from(byte)).wrapping_mul(0x0100_0193);
-                in_word = true;
-            } else if in_word {
+            if in_word {
                 out.push(h);
                 h = 0x811C_9DC5;
                 in_word = false;
@@ -81,6 +70,17 @@ pub fn tokens(norm: &str, out: &mut Vec<u32>) {
         out.push(h);
     }
 }
+
+/// ASCII letters and digits, by byte.
+static ALNUM: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        t[c] = (c as u8).is_ascii_alphanumeric();
+        c += 1;
+    }
+    t
+};
 
 fn is_cjk(c: char) -> bool {
     matches!(c as u32, 0x3040..=0x30FF | 0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xAC00..=0xD7AF)
@@ -231,6 +231,46 @@ mod tests {
         tokens("ignore all previous rules, ok?é", &mut b);
         assert_eq!(a, b[..a.len()]);
         assert_eq!(b.len(), a.len() + 1);
+    }
+
+    /// The tokenizer as a plain loop over chars.
+    fn tokens_reference(norm: &str) -> Vec<u32> {
+        let mut out = Vec::new();
+        let mut h: u32 = 0x811C_9DC5;
+        let mut in_word = false;
+        for c in norm.chars() {
+            let cjk = is_cjk(c);
+            if c.is_alphanumeric() && !cjk {
+                let mut buf = [0u8; 4];
+                for b in c.encode_utf8(&mut buf).bytes() {
+                    h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+                }
+                in_word = true;
+                continue;
+            }
+            if in_word {
+                out.push(h);
+                h = 0x811C_9DC5;
+                in_word = false;
+            }
+            if cjk {
+                out.push((c as u32).wrapping_mul(0x9E37_79B1) ^ 0x5bd1_e995);
+            }
+        }
+        if in_word {
+            out.push(h);
+        }
+        out
+    }
+
+    proptest::proptest! {
+        /// The byte loop hashes exactly as the char loop does.
+        #[test]
+        fn byte_loop_equals_char_loop(s in "([a-z0-9 ,.']|é|ü|下|й|٣|\\PC){0,40}") {
+            let mut t = Vec::new();
+            tokens(&s, &mut t);
+            proptest::prop_assert_eq!(t, tokens_reference(&s));
+        }
     }
 
     #[test]

@@ -161,17 +161,28 @@ pub fn normalize(src: &str, out: &mut Normalized) {
     out.map.clear();
     text.reserve(src.len());
     out.map.reserve(src.len());
-    let mut cands: Vec<u32> = Vec::new();
+    let mut scratch = Scratch::default();
     let mut base = 0usize;
-    for line in src.split('\n') {
+    // `memchr` finds the line breaks faster than `str::split`.
+    let breaks = memchr::memchr_iter(b'\n', src.as_bytes()).chain(std::iter::once(src.len()));
+    for end in breaks {
+        let Some(line) = src.get(base..end) else {
+            break;
+        };
         if base > 0 && text.last().is_some_and(|c| *c != b' ') {
             text.push(b' ');
             out.map.push((base - 1) as u32);
         }
         if line.is_ascii() {
-            normalize_ascii(line.as_bytes(), base, &mut text, &mut out.map, &mut cands);
+            normalize_ascii(
+                line.as_bytes(),
+                base,
+                &mut text,
+                &mut out.map,
+                &mut scratch.cands,
+            );
         } else {
-            normalize_mixed(line, base, &mut text, &mut out.map, &mut cands);
+            normalize_mixed(line, base, &mut text, &mut out.map, &mut scratch);
         }
         base += line.len() + 1;
     }
@@ -199,22 +210,21 @@ fn normalize_mixed(
     base: usize,
     text: &mut Vec<u8>,
     map: &mut Vec<u32>,
-    cands: &mut Vec<u32>,
+    scratch: &mut Scratch,
 ) {
     let b = line.as_bytes();
     let mut seg = 0;
-    for p in 0..b.len() {
-        let c = b[p];
-        let cut = (c == b' ' || c == b'\t')
-            && p >= 1
+    // Cuts are only at spaces and tabs: `memchr2` jumps to them.
+    for p in memchr::memchr2_iter(b' ', b'\t', b) {
+        let cut = p >= 1
             && (p >= 2 && b[p - 1].is_ascii_alphabetic() && b[p - 2].is_ascii_alphabetic()
                 || matches!(b[p - 1], b'.' | b',' | b';' | b':' | b'?' | b')' | b'"'));
         if cut {
-            chunk(line, seg, p + 1, base, text, map, cands);
+            chunk(line, seg, p + 1, base, text, map, scratch);
             seg = p + 1;
         }
     }
-    chunk(line, seg, b.len(), base, text, map, cands);
+    chunk(line, seg, b.len(), base, text, map, scratch);
 }
 
 /// One chunk `a..e` of a mixed line (see `normalize_mixed`).
@@ -225,22 +235,39 @@ fn chunk(
     base: usize,
     text: &mut Vec<u8>,
     map: &mut Vec<u32>,
-    cands: &mut Vec<u32>,
+    scratch: &mut Scratch,
 ) {
     let Some(part) = line.get(a..e) else { return };
     if part.is_ascii() {
-        normalize_ascii(part.as_bytes(), base + a, text, map, cands);
+        normalize_ascii(part.as_bytes(), base + a, text, map, &mut scratch.cands);
     } else {
-        normalize_chars(part, base + a, text, map);
+        normalize_chars(part, base + a, text, map, scratch);
     }
+}
+
+/// Buffers reused across the chunks and lines of one text.
+#[derive(Default)]
+struct Scratch {
+    /// Where spaced-out words may start (`fold_ascii`).
+    cands: Vec<u32>,
+    /// Chars after the first and second pass of `normalize_chars`, with original offsets.
+    folded: Vec<(u32, char)>,
+    chars: Vec<(u32, char)>,
 }
 
 /// The general path, for a line with any non-ASCII char. Appends to `text`/`map`; offsets are
 /// relative to `base`.
-fn normalize_chars(src: &str, base: usize, text: &mut Vec<u8>, map: &mut Vec<u32>) {
+fn normalize_chars(
+    src: &str,
+    base: usize,
+    text: &mut Vec<u8>,
+    map: &mut Vec<u32>,
+    scratch: &mut Scratch,
+) {
     let base = base as u32;
+    let Scratch { folded, chars, .. } = scratch;
     // First pass: fold each char, drop invisibles, collapse whitespace.
-    let mut folded: Vec<(u32, char)> = Vec::with_capacity(src.len());
+    folded.clear();
     for (i, c) in src.char_indices() {
         let Some(c) = prefold(c) else { continue };
         let c = if c.is_whitespace() { ' ' } else { c };
@@ -252,7 +279,7 @@ fn normalize_chars(src: &str, base: usize, text: &mut Vec<u8>, map: &mut Vec<u32
     // Second pass: context-dependent folds (homoglyphs, leetspeak need neighbours).
     let n = folded.len();
     let at = |k: usize| folded.get(k).map(|p| p.1);
-    let mut chars: Vec<(u32, char)> = Vec::with_capacity(n);
+    chars.clear();
     for k in 0..n {
         let (o, c) = folded[k];
         let prev = if k == 0 { None } else { at(k - 1) };
@@ -265,7 +292,7 @@ fn normalize_chars(src: &str, base: usize, text: &mut Vec<u8>, map: &mut Vec<u32
                 // as a letter; symbols only when a letter or digit follows ("h@ck", not "hi!").
                 Some(l)
                     if (c.is_ascii_digit() || next.is_some_and(|n| n.is_ascii_alphanumeric()))
-                        && word_has_letter(&folded, k) =>
+                        && word_has_letter(folded, k) =>
                 {
                     l
                 }
@@ -291,7 +318,7 @@ fn normalize_chars(src: &str, base: usize, text: &mut Vec<u8>, map: &mut Vec<u32
         // Cheap pre-check: a spaced run starts with a single letter followed by a separator.
         let single =
             chars.get(k + 1).is_some_and(|p| !p.1.is_alphanumeric()) && chars[k].1.is_alphabetic();
-        if let Some(end) = single.then(|| spaced_run(&chars, k)).flatten() {
+        if let Some(end) = single.then(|| spaced_run(chars, k)).flatten() {
             let mut j = k;
             while j < end {
                 push(text, map, chars[j].0, chars[j].1);
@@ -400,11 +427,20 @@ fn normalize_ascii(
 fn fold_ascii(b: &[u8], base: u32, t: &mut [u8], m: &mut [u32], cands: &mut Vec<u32>) -> usize {
     cands.clear();
     let n = b.len().min(t.len()).min(m.len());
-    // The plain prefix maps byte to byte; the rest takes the loop below.
-    let done = fold_plain(b, base, t, m, cands);
-    let mut w = done;
-    let mut i = done;
+    // Plain stretches map byte to byte (`fold_plain`); the loop below takes the words and
+    // whitespace runs between them, and hands back to `fold_plain` after a byte that ends a
+    // word and starts no whitespace run.
+    let (mut i, mut w) = fold_plain(b, base, t, m, cands, 0, 0);
+    let mut slow_from = i;
     while i < n {
+        if i > slow_from && i >= 1 {
+            let (p, k) = (class(b[i - 1]), class(b[i]));
+            if p & (LETTER | LEETISH) == 0 && p & k & WS == 0 {
+                (i, w) = fold_plain(b, base, t, m, cands, i, w);
+                slow_from = i;
+                continue;
+            }
+        }
         let c = b[i];
         let k = class(c);
         if k & WS != 0 {
@@ -466,26 +502,46 @@ fn fold_ascii(b: &[u8], base: u32, t: &mut [u8], m: &mut [u32], cands: &mut Vec<
 }
 
 /// `fold_ascii` for the common case: no leading or repeated whitespace and no letter next to a
-/// digit or leet symbol. There folding maps byte to byte (lower case, whitespace to a space),
-/// with no branch per byte. Folds the longest prefix of `b` (ending before a word or a
-/// whitespace run) that is such text and returns its length.
-fn fold_plain(b: &[u8], base: u32, t: &mut [u8], m: &mut [u32], cands: &mut Vec<u32>) -> usize {
+/// digit or leet symbol. There folding maps byte to byte (lower case, whitespace to a space).
+/// Folds `b` from `i0` to output position `w0` as far as it is such text (ending before a word
+/// or a whitespace run) and returns where it stopped, in `b` and in the output. `i0` is 0 or
+/// follows a byte that is no letter, digit or leet symbol; the output up to `w0` is the fold
+/// of `b[..i0]`, so it ends with a space exactly when `b[i0 - 1]` is whitespace.
+fn fold_plain(
+    b: &[u8],
+    base: u32,
+    t: &mut [u8],
+    m: &mut [u32],
+    cands: &mut Vec<u32>,
+    i0: usize,
+    w0: usize,
+) -> (usize, usize) {
     let n = b.len().min(t.len()).min(m.len());
-    let Some(&first) = b.first() else {
-        return 0;
+    if i0 >= n || w0 > i0 {
+        return (i0, w0);
+    }
+    // Output position = input position - shift.
+    let shift = i0 - w0;
+    // The classes of the last three bytes, four bits each, index `PLAIN`.
+    let at = |k: Option<usize>| {
+        k.and_then(|k| b.get(k))
+            .map_or(0, |c| usize::from(class(*c)))
+    };
+    let (mut idx, mut i) = if i0 == 0 {
+        if class(b[0]) & WS != 0 {
+            return (0, 0);
+        }
+        (at(Some(0)), 1)
+    } else {
+        ((at(i0.checked_sub(2)) << 4) | at(Some(i0 - 1)), i0)
     };
     let mut done = n;
-    if class(first) & WS != 0 {
-        done = 0;
-    }
-    // The classes of the last three bytes, four bits each, index `PLAIN`.
-    let mut idx = usize::from(class(first));
-    let mut i = 1;
-    while i < n && done == n {
+    while i < n {
         idx = ((idx << 4) | usize::from(class(b[i]))) & 0xFFF;
         let f = PLAIN[idx];
         if f & PLAIN_BAD != 0 {
-            // Restart at the first of the two spaces, or at the start of the word.
+            // Restart at the first of the two spaces, or at the start of the word; never
+            // before `i0`, which the caller has folded.
             done = if class(b[i]) & WS != 0 {
                 i - 1
             } else {
@@ -493,19 +549,41 @@ fn fold_plain(b: &[u8], base: u32, t: &mut [u8], m: &mut [u32], cands: &mut Vec<
                     .iter()
                     .rposition(|c| class(*c) & (LETTER | LEETISH) == 0)
                     .map_or(0, |p| p + 1)
-            };
+            }
+            .max(i0);
             break;
         }
         if f & PLAIN_CAND != 0 {
-            cands.push((i - 1) as u32);
+            cands.push((i - 1 - shift) as u32);
         }
         i += 1;
+        if idx & usize::from(LETTER) != 0 {
+            // Letters after a letter: never bad, never a candidate (that needs a separator).
+            // Skip them; the last two classes are then both a letter.
+            let run = i;
+            while i < n && b.get(i).is_some_and(|c| class(*c) & LETTER != 0) {
+                i += 1;
+            }
+            if i > run {
+                idx = usize::from(LETTER) << 4 | usize::from(LETTER);
+            }
+        }
     }
-    for (((d, dm), &c), o) in t.iter_mut().zip(m.iter_mut()).zip(&b[..done]).zip(base..) {
-        *d = LOWER[c as usize];
+    let (Some(td), Some(md), Some(src)) = (
+        t.get_mut(w0..done - shift),
+        m.get_mut(w0..done - shift),
+        b.get(i0..done),
+    ) else {
+        return (i0, w0);
+    };
+    // Two simple loops, which the compiler vectorises.
+    for (d, &c) in td.iter_mut().zip(src) {
+        *d = lower_ws(c);
+    }
+    for (dm, o) in md.iter_mut().zip(base + i0 as u32..) {
         *dm = o;
     }
-    done
+    (done, done - shift)
 }
 
 /// `PLAIN[pprev << 8 | prev << 4 | cur]` (byte classes): `PLAIN_BAD` if `prev, cur` is a pair of
@@ -532,21 +610,18 @@ static PLAIN: [u8; 4096] = {
     t
 };
 
-/// ASCII letters to lower case, whitespace to a space, other bytes unchanged.
-static LOWER: [u8; 256] = {
-    let mut t = [0u8; 256];
-    let mut c = 0;
-    while c < 256 {
-        let b = c as u8;
-        t[c] = if CLASS[c] & WS != 0 {
-            b' '
-        } else {
-            b.to_ascii_lowercase()
-        };
-        c += 1;
+/// ASCII letters to lower case, whitespace to a space, other bytes unchanged; branch-free,
+/// so that a loop of it is vectorised.
+#[inline]
+fn lower_ws(c: u8) -> u8 {
+    let upper = c.wrapping_sub(b'A') < 26;
+    let ws = c == b' ' || c.wrapping_sub(9) < 5;
+    if ws {
+        b' '
+    } else {
+        c | (u8::from(upper) << 5)
     }
-    t
-};
+}
 
 /// If a run of at least four single letters separated by the same separator starts at `k` in
 /// the folded ASCII line `t`, the index of its last letter.
@@ -602,6 +677,11 @@ fn lower(c: char) -> char {
 }
 
 fn push(text: &mut Vec<u8>, map: &mut Vec<u32>, orig: u32, c: char) {
+    if c.is_ascii() {
+        text.push(c as u8);
+        map.push(orig);
+        return;
+    }
     let mut buf = [0u8; 4];
     let s = c.encode_utf8(&mut buf);
     text.extend_from_slice(s.as_bytes());
@@ -667,6 +747,12 @@ pub fn decoded_payloads(src: &str, limit: usize) -> Vec<(std::ops::Range<usize>,
         let mut r = i + MIN_RUN - 1;
         while r > i && is_b64(b[r - 1]) {
             r -= 1;
+        }
+        if r > i {
+            // `r` starts a run: probe from there (its run is long enough only if the probe
+            // at r+MIN_RUN-1 is in it), rather than reading it to its end.
+            i = r;
+            continue;
         }
         i = decode_run(src, r, MIN_RUN, &mut out);
     }
@@ -774,8 +860,11 @@ fn count_percent_escapes(b: &[u8]) -> usize {
     if !b.contains(&b'%') {
         return 0;
     }
-    b.windows(3)
-        .filter(|w| w[0] == b'%' && w[1].is_ascii_hexdigit() && w[2].is_ascii_hexdigit())
+    memchr::memchr_iter(b'%', b)
+        .filter(|&i| {
+            b.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                && b.get(i + 2).is_some_and(u8::is_ascii_hexdigit)
+        })
         .count()
 }
 
@@ -854,6 +943,18 @@ mod tests {
     }
 
     #[test]
+    fn lower_ws_is_lower_case_and_space() {
+        for c in 0..=255u8 {
+            let want = if class(c) & WS != 0 {
+                b' '
+            } else {
+                c.to_ascii_lowercase()
+            };
+            assert_eq!(lower_ws(c), want, "byte {c}");
+        }
+    }
+
+    #[test]
     fn folds_evasions() {
         let cases = [
             ("IGNORE Previous", "ignore previous"),
@@ -908,7 +1009,7 @@ mod tests {
     fn both_paths(s: &str) -> (Folded, Folded) {
         let (mut at, mut am, mut gt, mut gm) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         normalize_ascii(s.as_bytes(), 3, &mut at, &mut am, &mut Vec::new());
-        normalize_chars(s, 3, &mut gt, &mut gm);
+        normalize_chars(s, 3, &mut gt, &mut gm, &mut Scratch::default());
         ((at, am), (gt, gm))
     }
 
@@ -920,8 +1021,8 @@ mod tests {
             s in "([a-cA-C0-9@$!|+ ._*/,:;?)\"-]|  |\t|xy|é|і|ｉ|\u{200B}|\u{3000}|下|Ω){0,40}"
         ) {
             let (mut mt, mut mm, mut gt, mut gm) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-            normalize_mixed(&s, 3, &mut mt, &mut mm, &mut Vec::new());
-            normalize_chars(&s, 3, &mut gt, &mut gm);
+            normalize_mixed(&s, 3, &mut mt, &mut mm, &mut Scratch::default());
+            normalize_chars(&s, 3, &mut gt, &mut gm, &mut Scratch::default());
             proptest::prop_assert_eq!((mt, mm), (gt, gm));
         }
 

@@ -3,7 +3,9 @@
 //! parameterised checks policy wires from configuration: length limit, must-be-JSON, expected
 //! language.
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
+use aho_corasick::{
+    AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, Anchored, Input, MatchKind, StartKind,
+};
 
 use super::{DetectorId, Finding};
 
@@ -110,6 +112,9 @@ const REFUSAL: &[&str] = &[
 
 pub struct OutputDetector {
     script: Option<AhoCorasick>,
+    /// Per anchor byte, where `SCRIPT` matches it anchors can start (see `script_anchors`);
+    /// None if some pattern has no anchor byte.
+    script_anchors: Option<Vec<(u8, AnchorStarts)>>,
     handlers: Option<AhoCorasick>,
     refusal: Option<AhoCorasick>,
     allowed_hosts: Vec<String>,
@@ -121,13 +126,48 @@ impl Default for OutputDetector {
     }
 }
 
-fn ci(pats: &[&str]) -> Option<AhoCorasick> {
+fn ci(pats: &[&str], start: StartKind) -> Option<AhoCorasick> {
     AhoCorasickBuilder::new()
         .ascii_case_insensitive(true)
         .match_kind(MatchKind::LeftmostLongest)
         .kind(Some(AhoCorasickKind::DFA))
+        .start_kind(start)
         .build(pats)
         .ok()
+}
+
+/// Bytes that prose has few of; each `SCRIPT` pattern holds one at a fixed offset.
+const ANCHOR_BYTES: &[u8] = b"<:=(.";
+
+/// Where matches anchored by one byte start: `offset` bytes before it, at a byte that is (in
+/// lower case) one of `firsts`.
+type AnchorStarts = Vec<(usize, Vec<u8>)>;
+
+/// For each anchor byte, the offsets at which it stands in the patterns that it anchors (the
+/// first anchor byte found in each pattern), with those patterns' first bytes. None if a
+/// pattern holds no anchor byte.
+fn script_anchors(pats: &[&str]) -> Option<Vec<(u8, AnchorStarts)>> {
+    let mut anchors: Vec<(u8, AnchorStarts)> = Vec::new();
+    for p in pats {
+        let (off, byte) = ANCHOR_BYTES
+            .iter()
+            .find_map(|a| p.bytes().position(|c| c == *a).map(|o| (o, *a)))?;
+        let first = p.as_bytes().first()?.to_ascii_lowercase();
+        let i = match anchors.iter().position(|(b, _)| *b == byte) {
+            Some(i) => i,
+            None => {
+                anchors.push((byte, Vec::new()));
+                anchors.len() - 1
+            }
+        };
+        let starts = &mut anchors.get_mut(i)?.1;
+        match starts.iter_mut().find(|(o, _)| *o == off) {
+            Some((_, firsts)) if firsts.contains(&first) => {}
+            Some((_, firsts)) => firsts.push(first),
+            None => starts.push((off, vec![first])),
+        }
+    }
+    Some(anchors)
 }
 
 fn finding(detector: DetectorId, kind: &'static str, a: usize, b: usize, score: f32) -> Finding {
@@ -142,9 +182,11 @@ fn finding(detector: DetectorId, kind: &'static str, a: usize, b: usize, score: 
 impl OutputDetector {
     pub fn new() -> Self {
         OutputDetector {
-            script: ci(SCRIPT),
-            handlers: ci(HANDLERS),
-            refusal: ci(REFUSAL),
+            // Anchored searches too: `script_matches` runs them at candidate starts.
+            script: ci(SCRIPT, StartKind::Both),
+            script_anchors: script_anchors(SCRIPT),
+            handlers: ci(HANDLERS, StartKind::Unanchored),
+            refusal: ci(REFUSAL, StartKind::Unanchored),
             allowed_hosts: Vec::new(),
         }
     }
@@ -173,10 +215,66 @@ impl OutputDetector {
         }
     }
 
+    /// The non-overlapping leftmost-longest `SCRIPT` matches, as `find_iter` gives them, but
+    /// the automaton runs only at the few places where a match can start: `offset` bytes before
+    /// each anchor byte, at one of the first bytes of the patterns it anchors. Every match
+    /// starts at such a place, so trying them in order, the
+    /// longest match at each, skipping those inside the previous match, gives the same list.
+    fn script_matches(&self, ac: &AhoCorasick, text: &str) -> Vec<aho_corasick::Match> {
+        let Some(anchors) = &self.script_anchors else {
+            return ac.find_iter(text).collect();
+        };
+        let b = text.as_bytes();
+        // Candidate starts as a bit set: marked in any order, read back in order.
+        let mut starts = vec![0u64; b.len().div_ceil(64)];
+        for (byte, offs) in anchors {
+            for p in memchr::memchr_iter(*byte, b) {
+                for (o, firsts) in offs {
+                    let Some(s) = p.checked_sub(*o) else { continue };
+                    if b.get(s)
+                        .is_some_and(|c| firsts.contains(&c.to_ascii_lowercase()))
+                    {
+                        if let Some(w) = starts.get_mut(s / 64) {
+                            *w |= 1 << (s % 64);
+                        }
+                    }
+                }
+            }
+        }
+        let mut found = Vec::new();
+        let mut pos = 0;
+        let set = starts.iter().enumerate().flat_map(|(k, &w)| {
+            let mut w = w;
+            std::iter::from_fn(move || {
+                (w != 0).then(|| {
+                    let bit = w.trailing_zeros() as usize;
+                    w &= w - 1;
+                    k * 64 + bit
+                })
+            })
+        });
+        for s in set {
+            if s < pos {
+                continue;
+            }
+            let input = Input::new(text).span(s..text.len()).anchored(Anchored::Yes);
+            match ac.try_find(input) {
+                Ok(Some(m)) => {
+                    pos = m.end();
+                    found.push(m);
+                }
+                Ok(None) => {}
+                // Anchored searches are built in (`ci`); should that change, scan it all.
+                Err(_) => return ac.find_iter(text).collect(),
+            }
+        }
+        found
+    }
+
     fn scripts(&self, text: &str, out: &mut Vec<Finding>) {
         let b = text.as_bytes();
         if let Some(ac) = &self.script {
-            for m in ac.find_iter(text) {
+            for m in self.script_matches(ac, text) {
                 let pat = SCRIPT.get(m.pattern().as_usize()).copied().unwrap_or("");
                 // <img>/<svg>/<body>… are only dangerous with a handler or script URL; the
                 // handler pass below reports those.
@@ -608,6 +706,30 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// Running the script automaton only at anchor-derived starts finds exactly the matches
+        /// of an unanchored scan of the whole text. Fragments overlap and nest patterns.
+        #[test]
+        fn script_candidates_find_the_same(parts in proptest::collection::vec(proptest::prop_oneof![
+            proptest::prelude::Just("<SCRIPT".to_owned()),
+            proptest::prelude::Just("JavaScript:".to_owned()),
+            proptest::prelude::Just("vbscript:".to_owned()),
+            proptest::prelude::Just("data:text/html".to_owned()),
+            proptest::prelude::Just("srcdoc=".to_owned()),
+            proptest::prelude::Just("expression(".to_owned()),
+            proptest::prelude::Just("document.cookie".to_owned()),
+            proptest::prelude::Just("<meta http-equiv".to_owned()),
+            proptest::prelude::Just("<link ".to_owned()),
+            "[<:=(.a-zA-Z ]{0,6}",
+            "[ -~]{0,6}",
+            "\\PC{0,4}",
+        ], 0..10)) {
+            let text = parts.concat();
+            let d = detector();
+            let ac = d.script.as_ref().expect("script automaton");
+            let want: Vec<_> = ac.find_iter(&text).collect();
+            proptest::prop_assert_eq!(d.script_matches(ac, &text), want);
+        }
+
         /// Jumping to ']' and '=' finds exactly what looking at every byte found.
         #[test]
         fn exfiltration_jumps_find_the_same(parts in proptest::collection::vec(proptest::prop_oneof![
@@ -627,10 +749,14 @@ mod tests {
         }
     }
 
-    fn kinds(text: &str) -> Vec<&'static str> {
+    fn detector() -> &'static OutputDetector {
         static D: std::sync::OnceLock<OutputDetector> = std::sync::OnceLock::new();
+        D.get_or_init(OutputDetector::new)
+    }
+
+    fn kinds(text: &str) -> Vec<&'static str> {
         let mut v = Vec::new();
-        D.get_or_init(OutputDetector::new).scan(text, &mut v);
+        detector().scan(text, &mut v);
         v.iter().map(|f| f.kind).collect()
     }
 

@@ -108,48 +108,58 @@ fn emails(text: &str, out: &mut Vec<Finding>) {
 
 /// IBAN: country code, two check digits, 11–30 alphanumerics, optionally grouped by spaces.
 fn ibans(b: &[u8], out: &mut Vec<Finding>) {
+    // A start `i` has check digits at i+2 and i+3: visit the places where a digit follows a
+    // digit (found eight bytes at a time), in order, and test the start two bytes before.
     let mut i = 0;
-    while i + 4 <= b.len() {
-        // A start at i..i+3 needs b[i+3] to be a digit (i, i+1) or an upper-case letter
-        // (i+2, i+3): in lower-case prose this skips four bytes at a time.
-        if !(b[i + 3].is_ascii_digit() || b[i + 3].is_ascii_uppercase()) {
-            i += 4;
+    let mut d = 2;
+    loop {
+        d = digit_from(b, d.max(i + 2));
+        if d + 1 >= b.len() {
+            break;
+        }
+        if !b[d + 1].is_ascii_digit() {
+            d += 1;
             continue;
         }
-        let ok_start = b[i].is_ascii_uppercase()
-            && b.get(i + 1).is_some_and(|c| c.is_ascii_uppercase())
-            && b.get(i + 2).is_some_and(|c| c.is_ascii_digit())
-            && b.get(i + 3).is_some_and(|c| c.is_ascii_digit())
-            && (i == 0 || !is_alnum_at(b, i - 1));
-        if !ok_start {
-            i += 1;
+        let s = d - 2;
+        if !(b[s].is_ascii_uppercase()
+            && b[s + 1].is_ascii_uppercase()
+            && (s == 0 || !is_alnum_at(b, s - 1)))
+        {
+            d += 1;
             continue;
         }
-        let mut chars: Vec<u8> = b[i..i + 4].to_vec();
-        let mut e = i + 4;
-        let mut best = None;
-        loop {
-            let mut j = e;
-            if b.get(j) == Some(&b' ') && chars.len().is_multiple_of(4) {
-                j += 1;
-            }
-            let Some(&c) = b.get(j) else { break };
-            if !(c.is_ascii_uppercase() || c.is_ascii_digit()) || chars.len() >= 34 {
-                break;
-            }
-            chars.push(c);
-            e = j + 1;
-            if chars.len() >= 15 && !is_alnum_at(b, e) && iban_valid(&chars) {
-                best = Some(e);
-            }
-        }
-        if let Some(e) = best {
-            out.push(finding(IBAN, i..e, 0.99));
+        if let Some(e) = iban_at(b, s) {
+            out.push(finding(IBAN, s..e, 0.99));
             i = e;
         } else {
-            i += 1;
+            d += 1;
         }
     }
+}
+
+/// The end of the longest valid IBAN starting at `i` (whose first four chars are a country
+/// code and check digits), if any.
+fn iban_at(b: &[u8], i: usize) -> Option<usize> {
+    let mut chars: Vec<u8> = b.get(i..i + 4)?.to_vec();
+    let mut e = i + 4;
+    let mut best = None;
+    loop {
+        let mut j = e;
+        if b.get(j) == Some(&b' ') && chars.len().is_multiple_of(4) {
+            j += 1;
+        }
+        let Some(&c) = b.get(j) else { break };
+        if !(c.is_ascii_uppercase() || c.is_ascii_digit()) || chars.len() >= 34 {
+            break;
+        }
+        chars.push(c);
+        e = j + 1;
+        if chars.len() >= 15 && !is_alnum_at(b, e) && iban_valid(&chars) {
+            best = Some(e);
+        }
+    }
+    best
 }
 
 /// ISO 13616 check: move the first four chars to the end, letters to numbers, mod 97 == 1.
@@ -225,10 +235,14 @@ fn ipv6(text: &str, out: &mut Vec<Finding>) {
 fn digit_runs(b: &[u8], out: &mut Vec<Finding>) {
     let mut i = 0;
     while i < b.len() {
-        // Only digits, '+' and '(' can start a number: skip everything else in a tight loop.
-        while i < b.len() && !(b[i].is_ascii_digit() || matches!(b[i], b'+' | b'(')) {
-            i += 1;
-        }
+        // A number starts at a digit, or at a '+' or '(' right before one: find the next digit
+        // (eight bytes a step) and look one byte back.
+        let d = digit_from(b, i);
+        i = if d > i && matches!(b.get(d - 1), Some(b'+' | b'(')) {
+            d - 1
+        } else {
+            d
+        };
         if i >= b.len() {
             break;
         }
@@ -270,6 +284,28 @@ fn digit_runs(b: &[u8], out: &mut Vec<Finding>) {
         }
         i += 1;
     }
+}
+
+/// The first index at or after `i` of an ASCII digit, or `b.len()`; eight bytes a step.
+fn digit_from(b: &[u8], mut i: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = ONES * 0x80;
+    const LOW7: u64 = ONES * 0x7F;
+    while let Some(chunk) = b.get(i..i + 8).and_then(|c| <[u8; 8]>::try_from(c).ok()) {
+        let x = u64::from_le_bytes(chunk);
+        let lo = x & LOW7;
+        // High bit of each byte that is in '0'..='9' (and below 0x80): `lo` is under 0x80 per
+        // byte, so neither the subtraction nor the addition carries between bytes.
+        let digit = (ONES * (127 + 0x3A)).wrapping_sub(lo) & !x & (lo + ONES * (127 - 0x2F)) & HIGH;
+        if digit != 0 {
+            return i + (digit.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while b.get(i).is_some_and(|c| !c.is_ascii_digit()) {
+        i += 1;
+    }
+    i.min(b.len())
 }
 
 fn next_digit(b: &[u8], i: usize) -> bool {
@@ -459,6 +495,144 @@ fn phone_at(b: &[u8], i: usize) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The number scan as it was, byte by byte.
+    fn digit_runs_reference(b: &[u8], out: &mut Vec<Finding>) {
+        let mut i = 0;
+        while i < b.len() {
+            while i < b.len() && !(b[i].is_ascii_digit() || matches!(b[i], b'+' | b'(')) {
+                i += 1;
+            }
+            if i >= b.len() {
+                break;
+            }
+            let c = b[i];
+            let starts = c.is_ascii_digit() || (c == b'+' || c == b'(') && next_digit(b, i + 1);
+            // A literal "\n" escape before the number is a boundary too.
+            let escaped = i >= 2 && b[i - 2] == b'\\' && matches!(b[i - 1], b'n' | b't' | b'r');
+            if !starts
+                || (i > 0 && !escaped && (b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'.'))
+            {
+                i += 1;
+                continue;
+            }
+            if let Some(e) = ipv4_at(b, i) {
+                out.push(finding(IP, i..e, 0.95));
+                i = e;
+                continue;
+            }
+            if let Some(e) = ssn_at(b, i) {
+                out.push(finding(SSN, i..e, 0.9));
+                i = e;
+                continue;
+            }
+            if let Some(e) = card_at(b, i) {
+                out.push(finding(CARD, i..e, 0.95));
+                i = e;
+                continue;
+            }
+            if let Some(e) = phone_at(b, i) {
+                out.push(finding(PHONE, i..e, 0.85));
+                i = e;
+                continue;
+            }
+            // Skip the rest of this number, separators included, so no tail of it matches alone.
+            while i < b.len()
+                && (b[i].is_ascii_digit()
+                    || matches!(b[i], b'+' | b'(' | b')' | b'-' | b'.' | b' ')
+                        && next_digit(b, i + 1))
+            {
+                i += 1;
+            }
+            i += 1;
+        }
+    }
+
+    /// The IBAN scan as it was before it jumped between digit pairs.
+    fn ibans_reference(b: &[u8], out: &mut Vec<Finding>) {
+        let mut i = 0;
+        while i + 4 <= b.len() {
+            // A start at i..i+3 needs b[i+3] to be a digit (i, i+1) or an upper-case letter
+            // (i+2, i+3): in lower-case prose this skips four bytes at a time.
+            if !(b[i + 3].is_ascii_digit() || b[i + 3].is_ascii_uppercase()) {
+                i += 4;
+                continue;
+            }
+            let ok_start = b[i].is_ascii_uppercase()
+                && b.get(i + 1).is_some_and(|c| c.is_ascii_uppercase())
+                && b.get(i + 2).is_some_and(|c| c.is_ascii_digit())
+                && b.get(i + 3).is_some_and(|c| c.is_ascii_digit())
+                && (i == 0 || !is_alnum_at(b, i - 1));
+            if !ok_start {
+                i += 1;
+                continue;
+            }
+            let mut chars: Vec<u8> = b[i..i + 4].to_vec();
+            let mut e = i + 4;
+            let mut best = None;
+            loop {
+                let mut j = e;
+                if b.get(j) == Some(&b' ') && chars.len().is_multiple_of(4) {
+                    j += 1;
+                }
+                let Some(&c) = b.get(j) else { break };
+                if !(c.is_ascii_uppercase() || c.is_ascii_digit()) || chars.len() >= 34 {
+                    break;
+                }
+                chars.push(c);
+                e = j + 1;
+                if chars.len() >= 15 && !is_alnum_at(b, e) && iban_valid(&chars) {
+                    best = Some(e);
+                }
+            }
+            if let Some(e) = best {
+                out.push(finding(IBAN, i..e, 0.99));
+                i = e;
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// Jumping between digit pairs finds the IBANs the scan of every start found.
+        #[test]
+        fn iban_jumps_find_the_same(parts in proptest::collection::vec(proptest::prop_oneof![
+            proptest::prelude::Just("GB82WEST12345698765432".to_owned()),
+            proptest::prelude::Just("GB82 WEST 1234 5698 7654 32".to_owned()),
+            proptest::prelude::Just("DE89370400440532013000".to_owned()),
+            "[A-Z0-9 ]{0,8}",
+            "[a-zA-Z0-9 .]{0,6}",
+        ], 0..8)) {
+            let text = parts.concat();
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            ibans(text.as_bytes(), &mut a);
+            ibans_reference(text.as_bytes(), &mut b);
+            proptest::prop_assert_eq!(a, b);
+        }
+    }
+
+    proptest::proptest! {
+        /// Jumping to digits finds the numbers that the byte-by-byte scan found.
+        #[test]
+        fn number_jumps_find_the_same(parts in proptest::collection::vec(proptest::prop_oneof![
+            proptest::prelude::Just("+1-415-555-0134".to_owned()),
+            proptest::prelude::Just("(415) 555-0134".to_owned()),
+            proptest::prelude::Just("4111 1111 1111 1111".to_owned()),
+            proptest::prelude::Just("123-45-6789".to_owned()),
+            proptest::prelude::Just("192.168.1.20".to_owned()),
+            proptest::prelude::Just("\\n".to_owned()),
+            "[0-9+(). -]{0,8}",
+            "[a-z0-9+(]{0,5}",
+            "\\PC{0,3}",
+        ], 0..10)) {
+            let text = parts.concat();
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            digit_runs(text.as_bytes(), &mut a);
+            digit_runs_reference(text.as_bytes(), &mut b);
+            proptest::prop_assert_eq!(a, b);
+        }
+    }
 
     fn kinds(text: &str) -> Vec<(&'static str, &str)> {
         let mut v = Vec::new();
