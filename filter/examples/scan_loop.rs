@@ -140,30 +140,26 @@ fn dump_all(paths: &[String]) {
             out.clear();
             d.scan_prompt(text, role, &mut out);
             let _ = write!(w, " | {role:?}");
-            for f in &out {
-                let _ = write!(
-                    w,
-                    " {}:{}..{}:{:08x}",
-                    f.kind,
-                    f.span.start,
-                    f.span.end,
-                    f.score.to_bits()
-                );
-            }
+            write_findings(&mut w, &out);
         }
         out.clear();
         d.scan_answer(text, &mut out);
         let _ = write!(w, " | answer");
-        for f in &out {
-            let _ = write!(
-                w,
-                " {}:{}..{}:{:08x}",
-                f.kind,
-                f.span.start,
-                f.span.end,
-                f.score.to_bits()
-            );
-        }
+        write_findings(&mut w, &out);
         let _ = writeln!(w);
+    }
+}
+
+/// Each finding as ` KIND:start..end:score-bits`, exact enough to diff two builds.
+fn write_findings(w: &mut impl std::io::Write, out: &[sluice_filter::detect::Finding]) {
+    for f in out {
+        let _ = write!(
+            w,
+            " {}:{}..{}:{:08x}",
+            f.kind,
+            f.span.start,
+            f.span.end,
+            f.score.to_bits()
+        );
     }
 }

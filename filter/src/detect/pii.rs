@@ -246,44 +246,43 @@ fn digit_runs(b: &[u8], out: &mut Vec<Finding>) {
         if i >= b.len() {
             break;
         }
-        let c = b[i];
-        let starts = c.is_ascii_digit() || (c == b'+' || c == b'(') && next_digit(b, i + 1);
-        // A literal "\n" escape before the number is a boundary too.
-        let escaped = i >= 2 && b[i - 2] == b'\\' && matches!(b[i - 1], b'n' | b't' | b'r');
-        if !starts || (i > 0 && !escaped && (b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'.'))
-        {
-            i += 1;
-            continue;
-        }
-        if let Some(e) = ipv4_at(b, i) {
-            out.push(finding(IP, i..e, 0.95));
-            i = e;
-            continue;
-        }
-        if let Some(e) = ssn_at(b, i) {
-            out.push(finding(SSN, i..e, 0.9));
-            i = e;
-            continue;
-        }
-        if let Some(e) = card_at(b, i) {
-            out.push(finding(CARD, i..e, 0.95));
-            i = e;
-            continue;
-        }
-        if let Some(e) = phone_at(b, i) {
-            out.push(finding(PHONE, i..e, 0.85));
-            i = e;
-            continue;
-        }
-        // Skip the rest of this number, separators included, so no tail of it matches alone.
-        while i < b.len()
-            && (b[i].is_ascii_digit()
-                || matches!(b[i], b'+' | b'(' | b')' | b'-' | b'.' | b' ') && next_digit(b, i + 1))
-        {
-            i += 1;
-        }
+        i = number_at(b, i, out);
+    }
+}
+
+/// Matches the number that may start at `i` (a digit, '+' or '('); returns where to go on.
+fn number_at(b: &[u8], mut i: usize, out: &mut Vec<Finding>) -> usize {
+    let c = b[i];
+    let starts = c.is_ascii_digit() || (c == b'+' || c == b'(') && next_digit(b, i + 1);
+    // A literal "\n" escape before the number is a boundary too.
+    let escaped = i >= 2 && b[i - 2] == b'\\' && matches!(b[i - 1], b'n' | b't' | b'r');
+    if !starts || (i > 0 && !escaped && (b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'.')) {
+        return i + 1;
+    }
+    if let Some(e) = ipv4_at(b, i) {
+        out.push(finding(IP, i..e, 0.95));
+        return e;
+    }
+    if let Some(e) = ssn_at(b, i) {
+        out.push(finding(SSN, i..e, 0.9));
+        return e;
+    }
+    if let Some(e) = card_at(b, i) {
+        out.push(finding(CARD, i..e, 0.95));
+        return e;
+    }
+    if let Some(e) = phone_at(b, i) {
+        out.push(finding(PHONE, i..e, 0.85));
+        return e;
+    }
+    // Skip the rest of this number, separators included, so no tail of it matches alone.
+    while i < b.len()
+        && (b[i].is_ascii_digit()
+            || matches!(b[i], b'+' | b'(' | b')' | b'-' | b'.' | b' ') && next_digit(b, i + 1))
+    {
         i += 1;
     }
+    i + 1
 }
 
 /// The first index at or after `i` of an ASCII digit, or `b.len()`; eight bytes a step.
@@ -506,45 +505,7 @@ mod tests {
             if i >= b.len() {
                 break;
             }
-            let c = b[i];
-            let starts = c.is_ascii_digit() || (c == b'+' || c == b'(') && next_digit(b, i + 1);
-            // A literal "\n" escape before the number is a boundary too.
-            let escaped = i >= 2 && b[i - 2] == b'\\' && matches!(b[i - 1], b'n' | b't' | b'r');
-            if !starts
-                || (i > 0 && !escaped && (b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'.'))
-            {
-                i += 1;
-                continue;
-            }
-            if let Some(e) = ipv4_at(b, i) {
-                out.push(finding(IP, i..e, 0.95));
-                i = e;
-                continue;
-            }
-            if let Some(e) = ssn_at(b, i) {
-                out.push(finding(SSN, i..e, 0.9));
-                i = e;
-                continue;
-            }
-            if let Some(e) = card_at(b, i) {
-                out.push(finding(CARD, i..e, 0.95));
-                i = e;
-                continue;
-            }
-            if let Some(e) = phone_at(b, i) {
-                out.push(finding(PHONE, i..e, 0.85));
-                i = e;
-                continue;
-            }
-            // Skip the rest of this number, separators included, so no tail of it matches alone.
-            while i < b.len()
-                && (b[i].is_ascii_digit()
-                    || matches!(b[i], b'+' | b'(' | b')' | b'-' | b'.' | b' ')
-                        && next_digit(b, i + 1))
-            {
-                i += 1;
-            }
-            i += 1;
+            i = number_at(b, i, out);
         }
     }
 
