@@ -167,6 +167,21 @@ def test_vm_survives_bad_bodies(envoy):
     assert ok.choices[0].message.content == "You said: still up?"
 
 
+def test_header_values_that_are_not_utf8_neither_trap_the_vm_nor_skip_inspection(envoy, fake_provider):
+    fake_provider.clear()
+    # requests sends a str header as Latin-1: "café" arrives as the single byte 0xE9.
+    headers = {"content-type": "application/json", "x-request-id": "r\u00e9q-1", "x-note": "caf\u00e9"}
+    body = {"model": "m", "messages": [{"role": "user", "content": INJECTION}]}
+    blocked = requests.post(f"{envoy.url}/v1/chat/completions", json=body, headers=headers)
+    assert blocked.status_code == 403, blocked.text
+    assert blocked.json()["error"]["code"] == "prompt_injection"
+    assert fake_provider.requests() == []
+    body["messages"][0]["content"] = "still up?"
+    ok = requests.post(f"{envoy.url}/v1/chat/completions", json=body, headers=headers)
+    assert ok.status_code == 200, ok.text
+    assert ok.json()["choices"][0]["message"]["content"] == "You said: still up?"
+
+
 def test_verdict_headers_are_off_by_default(envoy_with):
     proxy = envoy_with(expose_verdict_headers=False)
     r = requests.post(f"{proxy.url}/v1/chat/completions", json={"model": "m", "messages": [{"role": "user", "content": "hi"}]})
