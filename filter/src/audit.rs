@@ -2,6 +2,9 @@
 //! GenAI fields (`gen_ai.*`) and Sluice's verdict. The adapter hands it to Envoy (filter state
 //! `wasm.sluice_audit`), whose JSON access log writes it; raw prompts and secrets never appear.
 
+use std::collections::BTreeMap;
+
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::engine::Exchange;
@@ -35,9 +38,9 @@ pub fn hash_user(salt: &str, user: &str) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The ECS document for an exchange, as compact JSON with the keys of every object sorted (as
-/// `serde_json::Value` would print it). Written straight into one buffer: the adapter records
-/// it twice per exchange, and a tree of maps and strings per event showed in the profile.
+/// The ECS document for an exchange, as compact JSON. Serialised from borrowed structs (fields
+/// in key order, as a `serde_json::Value` prints them) rather than through a `Value` tree: the
+/// adapter records the event twice per exchange, and the tree's maps showed in the profile.
 pub fn event(ex: &Exchange, ctx: &Context, salt: &str) -> String {
     let verdict = &ex.verdict;
     let (kind, outcome, kind_type) = match verdict.action {
@@ -46,150 +49,184 @@ pub fn event(ex: &Exchange, ctx: &Context, salt: &str) -> String {
         Action::Block => ("alert", "failure", "denied"),
     };
     let usage = ex.usage.usage();
-    let mut w = Writer(Vec::with_capacity(640));
-    w.raw("{\"@timestamp\":");
-    w.string(&timestamp(ctx.now_ms));
-    if let Some((host, port)) = ctx.destination.and_then(host_port) {
-        w.raw(",\"destination\":");
-        w.endpoint(host, port);
-    }
-    w.raw(",\"ecs\":{\"version\":\"8.11.0\"},\"event\":{\"action\":");
-    w.string(verdict.action.name());
-    w.raw(",\"category\":[\"web\"],\"dataset\":\"sluice.filter\",\"kind\":");
-    w.string(kind);
-    w.raw(",\"module\":\"sluice\",\"outcome\":");
-    w.string(outcome);
-    w.raw(",\"type\":[");
-    w.string(kind_type);
-    w.raw("]},\"gen_ai\":{\"operation\":{\"name\":");
-    w.string(operation(ex));
-    w.raw("}");
-    if let Some(model) = &ex.model {
-        w.raw(",\"request\":{\"model\":");
-        w.string(model);
-        w.raw("}");
-    }
-    w.raw(",\"system\":");
-    w.string(ex.endpoint.provider.name());
-    // Only when an answer came: a request refused locally spent nothing.
-    if let Some(usage) = &usage {
-        w.raw(",\"usage\":{\"input_tokens\":");
-        w.number(usage.input);
-        w.raw(",\"output_tokens\":");
-        w.number(usage.output);
-        w.raw("}");
-    }
-    w.raw("},\"http\":{\"request\":{\"id\":");
-    w.string(ctx.request_id);
-    w.raw("}},\"sluice\":{\"action\":");
-    w.string(verdict.action.name());
-    w.raw(",\"detections\":[");
-    for (i, name) in verdict.detections.iter().enumerate() {
-        if i > 0 {
-            w.raw(",");
-        }
-        w.string(name);
-    }
-    w.raw("]");
-    if let Some(prompt) = &ex.logged_prompt {
-        w.raw(",\"prompt\":");
-        w.string(prompt);
-    }
-    if let Some(route) = ctx.route {
-        w.raw(",\"route\":");
-        w.string(route);
-    }
-    if !verdict.scores.is_empty() {
-        let mut scores: Vec<(&str, f32)> = verdict.scores.clone();
-        scores.sort_by(|a, b| a.0.cmp(b.0));
-        // One key per name, the last value winning, as in a JSON map.
-        scores.dedup_by(|later, kept| {
-            let same = later.0 == kept.0;
-            if same {
-                kept.1 = later.1;
-            }
-            same
-        });
-        w.raw(",\"scores\":{");
-        for (i, (name, score)) in scores.into_iter().enumerate() {
-            if i > 0 {
-                w.raw(",");
-            }
-            w.string(name);
-            w.raw(":");
-            w.float(round3(score));
-        }
-        w.raw("}");
-    }
-    w.raw(",\"stream\":");
-    w.raw(if ex.stream { "true" } else { "false" });
-    if let Some(usage) = &usage {
-        w.raw(",\"usage\":{\"estimated\":");
-        w.raw(if usage.estimated { "true" } else { "false" });
-        w.raw("}");
-    }
-    w.raw("}");
-    if let Some((host, port)) = ctx.source.and_then(host_port) {
-        w.raw(",\"source\":");
-        w.endpoint(host, port);
-    }
-    w.raw(",\"url\":{\"path\":");
-    w.string(ctx.path.split('?').next().unwrap_or_default());
-    w.raw("}");
-    if let Some(user) = ctx.user {
-        w.raw(",\"user\":{\"id\":");
-        w.string(&hash_user(salt, user));
-        w.raw("}");
-    }
-    w.raw("}");
-    w.finish()
+    let doc = Event {
+        timestamp: timestamp(ctx.now_ms),
+        destination: ctx.destination.and_then(host_port).map(Endpoint::new),
+        ecs: Ecs { version: "8.11.0" },
+        event: EventFields {
+            action: verdict.action.name(),
+            category: ["web"],
+            dataset: "sluice.filter",
+            kind,
+            module: "sluice",
+            outcome,
+            kind_type: [kind_type],
+        },
+        gen_ai: GenAi {
+            operation: Name {
+                name: operation(ex),
+            },
+            request: ex.model.as_deref().map(|model| Model { model }),
+            system: ex.endpoint.provider.name(),
+            // Only when an answer came: a request refused locally spent nothing.
+            usage: usage.as_ref().map(|u| Tokens {
+                input_tokens: u.input,
+                output_tokens: u.output,
+            }),
+        },
+        http: Http {
+            request: Id { id: ctx.request_id },
+        },
+        sluice: SluiceFields {
+            action: verdict.action.name(),
+            detections: &verdict.detections,
+            prompt: ex.logged_prompt.as_deref(),
+            route: ctx.route,
+            // One key per name, the last value winning, as in a JSON map.
+            scores: verdict
+                .scores
+                .iter()
+                .map(|&(name, score)| (name, round3(score)))
+                .collect(),
+            stream: ex.stream,
+            usage: usage.as_ref().map(|u| Estimated {
+                estimated: u.estimated,
+            }),
+        },
+        source: ctx.source.and_then(host_port).map(Endpoint::new),
+        url: Path {
+            path: ctx.path.split('?').next().unwrap_or_default(),
+        },
+        user: ctx.user.map(|user| UserId {
+            id: hash_user(salt, user),
+        }),
+    };
+    // Serialising borrowed strings, numbers and maps with string keys cannot fail.
+    serde_json::to_string(&doc).unwrap_or_default()
 }
 
-/// Compact JSON written in place; strings and floats are formatted by `serde_json`, so they
-/// come out exactly as a `serde_json::Value` prints them.
-struct Writer(Vec<u8>);
+#[derive(Serialize)]
+struct Event<'a> {
+    #[serde(rename = "@timestamp")]
+    timestamp: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    destination: Option<Endpoint<'a>>,
+    ecs: Ecs,
+    event: EventFields<'a>,
+    gen_ai: GenAi<'a>,
+    http: Http<'a>,
+    sluice: SluiceFields<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source: Option<Endpoint<'a>>,
+    url: Path<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<UserId>,
+}
 
-impl Writer {
-    fn raw(&mut self, s: &str) {
-        self.0.extend_from_slice(s.as_bytes());
-    }
+#[derive(Serialize)]
+struct Ecs {
+    version: &'static str,
+}
 
-    fn string(&mut self, s: &str) {
-        // Writing into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut self.0, s);
-    }
+#[derive(Serialize)]
+struct EventFields<'a> {
+    action: &'a str,
+    category: [&'static str; 1],
+    dataset: &'static str,
+    kind: &'static str,
+    module: &'static str,
+    outcome: &'static str,
+    #[serde(rename = "type")]
+    kind_type: [&'static str; 1],
+}
 
-    fn number(&mut self, n: u64) {
-        let _ = serde_json::to_writer(&mut self.0, &n);
-    }
+#[derive(Serialize)]
+struct GenAi<'a> {
+    operation: Name,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request: Option<Model<'a>>,
+    system: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<Tokens>,
+}
 
-    fn float(&mut self, x: f64) {
-        // Non-finite values print as `null`, as `serde_json::json!` makes them.
-        let _ = serde_json::to_writer(&mut self.0, &x);
-    }
+#[derive(Serialize)]
+struct Name {
+    name: &'static str,
+}
 
-    /// ECS `source` / `destination`: `ip` when the host is an address, else `domain`.
-    fn endpoint(&mut self, host: &str, port: Option<u16>) {
-        self.raw("{\"address\":");
-        self.string(host);
-        if host.parse::<std::net::IpAddr>().is_ok() {
-            self.raw(",\"ip\":");
-            self.string(host);
-        } else {
-            self.raw(",\"domain\":");
-            self.string(&host.to_ascii_lowercase());
+#[derive(Serialize)]
+struct Model<'a> {
+    model: &'a str,
+}
+
+#[derive(Serialize)]
+struct Tokens {
+    input_tokens: u64,
+    output_tokens: u64,
+}
+
+#[derive(Serialize)]
+struct Http<'a> {
+    request: Id<'a>,
+}
+
+#[derive(Serialize)]
+struct Id<'a> {
+    id: &'a str,
+}
+
+#[derive(Serialize)]
+struct SluiceFields<'a> {
+    action: &'a str,
+    detections: &'a [&'static str],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prompt: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    route: Option<&'a str>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    scores: BTreeMap<&'static str, f64>,
+    stream: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<Estimated>,
+}
+
+#[derive(Serialize)]
+struct Estimated {
+    estimated: bool,
+}
+
+#[derive(Serialize)]
+struct Path<'a> {
+    path: &'a str,
+}
+
+#[derive(Serialize)]
+struct UserId {
+    id: String,
+}
+
+/// ECS `source` / `destination`: `ip` when the host is an address, else `domain`.
+#[derive(Serialize)]
+struct Endpoint<'a> {
+    address: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    domain: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ip: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    port: Option<u16>,
+}
+
+impl<'a> Endpoint<'a> {
+    fn new((host, port): (&'a str, Option<u16>)) -> Self {
+        let is_ip = host.parse::<std::net::IpAddr>().is_ok();
+        Endpoint {
+            address: host,
+            domain: (!is_ip).then(|| host.to_ascii_lowercase()),
+            ip: is_ip.then_some(host),
+            port,
         }
-        if let Some(port) = port {
-            self.raw(",\"port\":");
-            self.number(u64::from(port));
-        }
-        self.raw("}");
-    }
-
-    fn finish(self) -> String {
-        // Only whole UTF-8 strings and ASCII went in.
-        String::from_utf8(self.0)
-            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
     }
 }
 
@@ -246,8 +283,8 @@ mod tests {
     use crate::config::Config;
     use crate::engine::Engine;
 
-    /// The event as it was built before the direct writer: a `serde_json::Value` tree. The
-    /// writer must print the very same bytes.
+    /// The event as it was built before the structs: a `serde_json::Value` tree. The
+    /// structs must print the very same bytes.
     fn event_via_value(ex: &Exchange, ctx: &Context, salt: &str) -> String {
         let verdict = &ex.verdict;
         let (kind, outcome, kind_type) = match verdict.action {
@@ -324,7 +361,7 @@ mod tests {
     }
 
     #[test]
-    fn the_writer_prints_what_a_json_value_tree_printed() {
+    fn the_event_prints_what_a_json_value_tree_printed() {
         let engine = Engine::new(
             Config::parse(br#"{"audit":{"include_prompt":true},"detectors":{"prompt_injection":{"action":"alert","threshold":0.1}}}"#)
                 .unwrap(),
