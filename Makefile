@@ -50,7 +50,7 @@ test: setup
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
-	cargo clippy --release --target $(WASM_TARGET) -p sluice-filter -- -D warnings
+	cargo clippy --release --target $(WASM_TARGET) -p sluice-filter -p sluice-floor-filter -- -D warnings
 
 test-unit:
 	cargo test

@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Whole-stack benchmark on loopback: wrk POSTs a 2 KB chat request through Envoy without the
-filter, with the filter and every detector off, and with the shipped detectors on. All variants
-run in the same invocation, interleaved, and are reported as ratios to Envoy without the filter,
-with Envoy's CPU time per request (steadier than req/s when the cores are shared).
+filter, with two floor filters (a wasm filter doing nothing, and one that only buffers both bodies
+into the VM: the least any filter that can block or redact must do), with the filter and every
+detector off, and with the shipped detectors on. All variants run in the same invocation,
+interleaved, and are reported as ratios to Envoy without the filter, with Envoy's CPU time per
+request (steadier than req/s when the cores are shared).
 Bounded: each run lasts BENCH_SECONDS (default 5) and there are BENCH_ROUNDS (default 3) rounds.
 
   --only VARIANT              run only some variants
@@ -137,13 +139,17 @@ def parse_args():
     return ap.parse_args()
 
 
-def variant_table(judge_port) -> dict:
+def variant_table(judge_port, target: Path) -> dict:
     no_judge = shipped_plugin_config()
     no_judge.pop("judge", None)
     detectors_off = dict(no_judge)
     detectors_off["detectors"] = {name: {"action": "off"} for name in no_judge["detectors"]}
+    # The cheapest wasm filters (tests/floor-filter): what any proxy-wasm filter costs here.
+    floor = target / "wasm32-wasip1" / "release" / "sluice_floor_filter.wasm"
     return {
         "envoy, no filter": dict(with_filter=False),
+        "floor: wasm filter, does nothing": dict(plugin_config={"floor": "noop"}, wasm=floor),
+        "floor: wasm filter, buffers bodies": dict(plugin_config={"floor": "buffer"}, wasm=floor),
         "filter, detectors off": dict(plugin_config=detectors_off),
         "filter, detectors on": dict(plugin_config=no_judge),
         "filter + judge (shipped)": dict(plugin_config=shipped_plugin_config(), judge_port=judge_port),
@@ -180,7 +186,7 @@ def main():
         judge = subprocess.Popen([str(target / "release" / "sluice-judge"), "serve", "--listen", "127.0.0.1:0",
                                   "--metrics-listen", "127.0.0.1:0"], stdout=subprocess.PIPE, text=True)
         judge_port = int(judge.stdout.readline().strip().rsplit(":", 1)[1])
-    table = variant_table(judge_port)
+    table = variant_table(judge_port, target)
     if wanted:
         unknown = [w for w in wanted if w not in table]
         if unknown:
@@ -189,7 +195,10 @@ def main():
     variants = {}
     for name, kwargs in table.items():
         variants[name] = kwargs
-        if not kwargs.get("with_filter", True):
+        if "wasm" in kwargs and not kwargs["wasm"].is_file():
+            sys.exit(f"{kwargs['wasm']} is missing: `cargo build --release --target wasm32-wasip1 "
+                     "-p sluice-floor-filter` builds it (scripts/bench.sh does)")
+        if not kwargs.get("with_filter", True) or "wasm" in kwargs:
             continue
         for spec in args.wasm:
             label, sep, file = spec.partition("=")

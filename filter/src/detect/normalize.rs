@@ -1033,6 +1033,15 @@ mod tests {
             let (a, g) = both_paths(&s);
             proptest::prop_assert_eq!(a, g);
         }
+
+        /// The same on longer, prose-like lines, where the fast path skips whole words.
+        #[test]
+        fn ascii_path_equals_general_path_on_prose(
+            s in "([a-z]{2,7}|[A-Z][a-z]{0,5}|[aI]| |  |[0-9]{1,3}|[@$!|+._*/,-]|\t){0,60}"
+        ) {
+            let (a, g) = both_paths(&s);
+            proptest::prop_assert_eq!(a, g);
+        }
     }
 
     #[test]
