@@ -1,7 +1,8 @@
 //! Runs one side of the detector set `N` times over the benchmark's chat text, for instruction
 //! and CPU-time counts that do not depend on machine load:
 //! `valgrind --tool=callgrind target/release/examples/scan_loop prompt 16 20` minus the same with
-//! 0 iterations (which leaves only `Detectors::new`).
+//! 0 iterations (which leaves only `Detectors::new`). A fourth argument `fr`, `ru` or `zh` scans
+//! a request in that language instead of the mixed chat text.
 
 use sluice_filter::detect::Detectors;
 use sluice_filter::model::Role;
@@ -22,7 +23,10 @@ fn main() {
     let kb: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(16);
     let n: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(100);
     let d = Detectors::new();
-    let text = chat_text(kb * 1024);
+    let text = match args.get(4) {
+        Some(lang) => language_text(lang, kb * 1024),
+        None => chat_text(kb * 1024),
+    };
     let secrets = sluice_filter::detect::secrets::SecretDetector::new();
     let output = sluice_filter::detect::output::OutputDetector::new();
     let mut norm = sluice_filter::detect::normalize::Normalized::default();

@@ -32,3 +32,36 @@ fn chat_text(size: usize) -> String {
     s.truncate(cut);
     s
 }
+
+/// One request in one language (`fr`, `ru`, `zh`; anything else gives English), repeated to
+/// `size` bytes: what scanning costs for prompts in the scripts the general path folds.
+fn language_text(lang: &str, size: usize) -> String {
+    let paragraph = match lang {
+        "fr" => {
+            "Bonjour, pourriez-vous m'aider à préparer un voyage de trois jours à Lisbonne au \
+             début du printemps ? J'aimerais voir la vieille ville, manger de bons fruits de mer \
+             et peut-être faire une excursion à Sintra. Mon budget est d'environ 900 euros."
+        }
+        "ru" => {
+            "Здравствуйте, не могли бы вы помочь мне спланировать трёхдневную поездку в Лиссабон \
+             ранней весной? Я хотел бы посмотреть старый город, поесть хороших морепродуктов и, \
+             может быть, съездить на день в Синтру. Мой бюджет около 900 евро."
+        }
+        "zh" => {
+            "你好，你能帮我计划一下早春去里斯本的三天旅行吗？我想看看老城区，吃点好的海鲜，\
+             也许还可以去辛特拉一日游。我的预算大约是九百欧元。"
+        }
+        _ => PARAGRAPHS[0],
+    };
+    let mut s = String::with_capacity(size + 512);
+    while s.len() < size {
+        s.push_str(paragraph);
+        s.push_str("\n\n");
+    }
+    let mut cut = size.min(s.len());
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    s.truncate(cut);
+    s
+}

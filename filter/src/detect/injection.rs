@@ -12,6 +12,7 @@ use aho_corasick::{AhoCorasick, AhoCorasickKind, Anchored, Input, MatchKind, Sta
 
 use super::injection_model::{self as model, LinearModel};
 use super::normalize::{decoded_payloads, normalize, Normalized};
+use super::unicode::is_alphanumeric;
 use super::{DetectorId, Finding};
 use crate::model::Role;
 
@@ -1612,7 +1613,7 @@ impl InjectionDetector {
             let last = s.get(..b).and_then(|t| t.chars().next_back());
             let before = s.get(..a).and_then(|t| t.chars().next_back());
             let after = s.get(b..).and_then(|t| t.chars().next());
-            let wordy = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() && !is_cjk(c));
+            let wordy = |c: Option<char>| c.is_some_and(|c| is_alphanumeric(c) && !is_cjk(c));
             if !infix && wordy(first) && wordy(before) {
                 continue;
             }

@@ -12,6 +12,7 @@ pub mod normalize;
 pub mod output;
 pub mod pii;
 pub mod secrets;
+pub mod unicode;
 
 pub use output::{
     check_json, check_language, check_length, Language, LanguageExpectation, LengthLimit,

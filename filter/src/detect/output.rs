@@ -665,7 +665,10 @@ pub fn detect_language(text: &str) -> Option<Language> {
         return Some(Language::Other);
     }
     let mut counts = [0usize; 6];
-    for w in text.split(|c: char| !c.is_alphabetic()).take(2000) {
+    for w in text
+        .split(|c: char| !super::unicode::is_alphabetic(c))
+        .take(2000)
+    {
         let w = w.to_lowercase();
         let w = w.replace('ã', "a");
         for (k, (_, words)) in STOPWORDS.iter().enumerate() {
