@@ -1767,6 +1767,10 @@ struct Lexicon {
     other: Option<AhoCorasick>,
     other_ids: Vec<usize>,
     other_first: [bool; 256],
+    /// Their first two bytes (each has at least two), as bits indexed by `b0 << 8 | b1`: a
+    /// Cyrillic entry's first byte is one of two, so the first byte alone lets through every
+    /// char of a Russian text.
+    other_first_two: Vec<u64>,
     /// Whether some non-ASCII entry starts with an ASCII byte (then every byte is looked at).
     other_ascii_first: bool,
 }
@@ -1776,6 +1780,7 @@ impl Lexicon {
         let (mut ascii, mut other) = (Vec::new(), Vec::new());
         let (mut ascii_ids, mut other_ids) = (Vec::new(), Vec::new());
         let mut other_first = [false; 256];
+        let mut other_first_two = vec![0u64; 1 << 10];
         for (i, p) in pats.iter().enumerate() {
             if p.is_ascii() {
                 ascii.push(p.as_str());
@@ -1785,6 +1790,10 @@ impl Lexicon {
                 other_ids.push(i);
                 if let Some(&b) = p.as_bytes().first() {
                     other_first[usize::from(b)] = true;
+                }
+                if let [b0, b1, ..] = *p.as_bytes() {
+                    let k = usize::from(b0) << 8 | usize::from(b1);
+                    other_first_two[k / 64] |= 1 << (k % 64);
                 }
             }
         }
@@ -1812,6 +1821,7 @@ impl Lexicon {
             other,
             other_ids,
             other_first,
+            other_first_two,
             other_ascii_first,
         })
     }
@@ -1855,7 +1865,7 @@ impl Lexicon {
     }
 
     /// The leftmost-longest match of a non-ASCII entry starting at or after `pos`: the first
-    /// place holding one of their first bytes where an anchored search matches.
+    /// place holding one of their first two bytes where an anchored search matches.
     fn other_from(&self, hay: &[u8], pos: usize) -> Option<(usize, usize, usize)> {
         let ac = self.other.as_ref()?;
         let mut i = pos;
@@ -1866,6 +1876,12 @@ impl Lexicon {
             let Some(&b) = hay.get(i) else { break };
             i += 1;
             if !self.other_first[usize::from(b)] {
+                continue;
+            }
+            // Every entry has a second byte; without one here, none can match.
+            let Some(&b1) = hay.get(i) else { break };
+            let k = usize::from(b) << 8 | usize::from(b1);
+            if self.other_first_two[k / 64] & (1 << (k % 64)) == 0 {
                 continue;
             }
             let input = Input::new(hay)
