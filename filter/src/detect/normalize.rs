@@ -239,30 +239,29 @@ fn normalize_mixed(
     for e in ends {
         let ascii = b.get(seg..e).is_some_and(|s| s.is_ascii());
         if let Some((start, kind)) = run.filter(|r| r.1 != ascii) {
-            chunk(line, start, seg, kind, base, text, map, scratch);
+            chunk(line, start..seg, kind, base, text, map, scratch);
             run = None;
         }
         run.get_or_insert((seg, ascii));
         seg = e;
     }
     if let Some((start, kind)) = run {
-        chunk(line, start, seg, kind, base, text, map, scratch);
+        chunk(line, start..seg, kind, base, text, map, scratch);
     }
 }
 
-/// Chunks `a..e` of a mixed line (see `normalize_mixed`), all ASCII or none.
-#[allow(clippy::too_many_arguments)]
+/// Chunks `range` of a mixed line (see `normalize_mixed`), all ASCII or none.
 fn chunk(
     line: &str,
-    a: usize,
-    e: usize,
+    range: std::ops::Range<usize>,
     ascii: bool,
     base: usize,
     text: &mut Vec<u8>,
     map: &mut Vec<u32>,
     scratch: &mut Scratch,
 ) {
-    let Some(part) = line.get(a..e) else { return };
+    let a = range.start;
+    let Some(part) = line.get(range) else { return };
     if ascii {
         normalize_ascii(part.as_bytes(), base + a, text, map, &mut scratch.cands);
     } else {
