@@ -1916,51 +1916,14 @@ fn next_non_ascii(hay: &[u8], mut i: usize) -> usize {
 }
 
 /// The leftmost-longest match of `dfa` in `hay` starting at or after `pos`, as (pattern, start,
-/// end): aho-corasick's `try_find_fwd` for an unanchored search without prefilter (walk the DFA
-/// from the start state, remember the last match state seen, stop at the dead state or the
-/// end), with the walk in a small loop that keeps the table in registers.
+/// end).
 fn leftmost_longest_from(dfa: &DFA, hay: &[u8], pos: usize) -> Option<(usize, usize, usize)> {
     if pos > hay.len() {
         return None;
     }
-    let mut sid = dfa.start_state(Anchored::No).ok()?;
-    let matched = |sid, end: usize| {
-        let pid = dfa.match_pattern(sid, 0);
-        let len = dfa.pattern_len(pid);
-        (pid.as_usize(), end.saturating_sub(len), end)
-    };
-    let mut mat = dfa.is_match(sid).then(|| matched(sid, pos));
-    let mut i = pos;
-    while i < hay.len() {
-        (i, sid) = walk_to_special(dfa, hay, i, sid);
-        if dfa.is_dead(sid) {
-            break;
-        }
-        if dfa.is_match(sid) {
-            mat = Some(matched(sid, i));
-        }
-    }
-    mat
-}
-
-/// Walks `dfa` from state `sid` over `hay[i..]` up to the first special (match or dead) state;
-/// returns the index after the byte that led there, or the end, and the state. Not inlined,
-/// so that the loop keeps the table in registers.
-#[inline(never)]
-fn walk_to_special(
-    dfa: &DFA,
-    hay: &[u8],
-    mut i: usize,
-    mut sid: aho_corasick::automaton::StateID,
-) -> (usize, aho_corasick::automaton::StateID) {
-    while let Some(&byte) = hay.get(i) {
-        sid = dfa.next_state(Anchored::No, sid, byte);
-        i += 1;
-        if dfa.is_special(sid) {
-            break;
-        }
-    }
-    (i, sid)
+    let input = Input::new(hay).span(pos..hay.len());
+    let m = dfa.try_find(&input).ok()??;
+    Some((m.pattern().as_usize(), m.start(), m.end()))
 }
 
 /// The model's highest score over the windows of `toks`: the same as scoring each window's
