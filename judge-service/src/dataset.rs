@@ -1,0 +1,78 @@
+//! `sluice-judge dataset`: the encoder's training manifest, written by the service's own code so
+//! that training sees text exactly as serving does (the same normalisation), with the same
+//! held-out split as the n-gram model, each row's source family (the unit left out in
+//! leave-family-out evaluation) and, for long attack texts, the segment that carries the attack.
+
+use std::io::Write;
+use std::path::Path;
+
+use crate::data;
+use crate::model::LinearModel;
+use crate::normalize::normalize;
+use crate::segment::segments;
+
+/// Dev files the manifest is built from (never the test file).
+pub const FILES: [&str; 2] = [data::DEV_FILE, data::EXTRA_FILE];
+
+/// Attack texts longer than this (bytes of normalised text) name their most suspicious segment:
+/// a training window of the encoder must hold the injection, not only its carrier document.
+const FOCUS_MIN_BYTES: usize = 400;
+
+#[derive(serde::Serialize)]
+struct ManifestRow<'a> {
+    text: String,
+    label: u8,
+    source: &'a str,
+    family: String,
+    lang: &'a str,
+    category: &'a str,
+    document: bool,
+    held_out: bool,
+    /// Byte offset of the attack's most suspicious segment in `text`, for long attacks.
+    focus: Option<usize>,
+    /// The n-gram model's score, to compare and combine the two models on the same rows.
+    ngram: f32,
+}
+
+/// Writes one JSON line per row of the dev files; returns the number of rows written.
+pub fn export(
+    data_dir: &Path,
+    model: &LinearModel,
+    out: &mut impl Write,
+) -> Result<usize, Box<dyn std::error::Error>> {
+    let mut n = 0;
+    for file in FILES {
+        for row in data::load(&data_dir.join(file))? {
+            let text = normalize(&row.text);
+            let focus = (row.label == 1 && text.len() > FOCUS_MIN_BYTES)
+                .then(|| most_suspicious_offset(model, &text))
+                .flatten();
+            let line = ManifestRow {
+                family: data::family(&row.source).to_string(),
+                source: &row.source,
+                lang: row.lang.as_deref().unwrap_or(""),
+                category: row.category.as_deref().unwrap_or(""),
+                document: data::is_document(&row),
+                held_out: data::is_held_out(&row),
+                label: row.label,
+                focus,
+                ngram: model.score_normalised(&text),
+                text,
+            };
+            serde_json::to_writer(&mut *out, &line)?;
+            out.write_all(b"\n")?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+fn most_suspicious_offset(model: &LinearModel, text: &str) -> Option<usize> {
+    let base = text.as_ptr() as usize;
+    segments(text)
+        .into_iter()
+        .map(|s| (s, model.score_segment(s)))
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        // Segments are subslices of `text`: their offset is the pointer difference.
+        .map(|(s, _)| s.as_ptr() as usize - base)
+}
