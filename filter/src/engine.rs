@@ -314,8 +314,11 @@ impl Engine {
         if let Some(judge) = judge.filter(|j| injection_score >= j.min_score) {
             let all: Vec<&TextSlot> = slots.iter().map(|(s, _)| s).collect();
             if let Some((text, kind)) = judge::text_for(&all, judge.max_text_bytes) {
+                let parts = judge::parts_for(&all, judge.max_text_bytes);
                 let context = [("provider", ex.endpoint.provider.name())];
-                ex.judge_request = Some(judge::encode_request(text, kind, request_id, &context));
+                ex.judge_request = Some(judge::encode_request(
+                    text, kind, parts, request_id, &context,
+                ));
             }
         }
         let changed: Vec<&TextSlot> = slots.iter().filter(|(_, c)| *c).map(|(s, _)| s).collect();

@@ -15,7 +15,7 @@ use crate::cache::{self, Cache};
 use crate::metrics::{Metrics, Outcome};
 use crate::normalize::{normalize, truncate};
 use crate::proto::judge_server::{Judge, JudgeServer};
-use crate::proto::{ClassifyRequest, ClassifyResponse, Label, TextKind};
+use crate::proto::{ClassifyRequest, ClassifyResponse, Label, TextKind, Verdict};
 
 /// Service limits; the CLI fills these from flags or environment.
 #[derive(Debug, Clone)]
@@ -44,6 +44,9 @@ impl Default for Limits {
     }
 }
 
+/// Parts judged per request at most: each costs a classification.
+pub const MAX_PARTS: usize = 16;
+
 pub struct JudgeService {
     backend: Arc<Backend>,
     cache: Cache,
@@ -70,25 +73,33 @@ impl JudgeService {
         req: &ClassifyRequest,
         deadline: Instant,
     ) -> Result<ClassifyResponse, (Outcome, Status)> {
-        let kind = TextKind::try_from(req.kind).map_err(|_| {
-            (
-                Outcome::InvalidArgument,
-                Status::invalid_argument(format!("unknown text kind {}", req.kind)),
-            )
-        })?;
+        let pieces = self.pieces(req)?;
         if Instant::now() >= deadline {
             return Err((
                 Outcome::DeadlineExceeded,
                 Status::deadline_exceeded("deadline expired before the judge started"),
             ));
         }
-        let normalised = normalize(truncate(&req.text, self.limits.max_text_bytes));
-        let key = cache::key(kind as i32, &normalised);
-        if let Some(j) = self.cache.get(key) {
-            self.metrics.cache_hit();
-            return Ok(response(j, true));
+        // Each piece is cached on its own: the user's turn recurs across a conversation while
+        // the tool results around it change.
+        let mut judged = Vec::with_capacity(pieces.len());
+        let mut missed = Vec::new();
+        for (kind, normalised) in &pieces {
+            let key = cache::key(*kind as i32, normalised);
+            match self.cache.get(key) {
+                Some(j) => {
+                    self.metrics.cache_hit();
+                    judged.push(j);
+                }
+                None => {
+                    self.metrics.cache_miss();
+                    missed.push((key, *kind, normalised.as_str()));
+                }
+            }
         }
-        self.metrics.cache_miss();
+        if missed.is_empty() {
+            return Ok(response(combine(judged), true));
+        }
 
         let _admitted = self.admission.try_acquire().map_err(|_| {
             (
@@ -106,29 +117,104 @@ impl JudgeService {
             .await
             .map_err(|_| deadline_exceeded())?
             .map_err(|_| (Outcome::Unavailable, Status::unavailable("shutting down")))?;
-        let judged = tokio::time::timeout_at(
-            deadline.into(),
-            self.backend.classify(&normalised, kind, deadline),
-        )
-        .await
-        .map_err(|_| deadline_exceeded())?;
-        let (judged, absorbed) = judged;
-        if absorbed.is_some() {
-            self.metrics.backend_error();
-        }
-        match judged {
-            Ok(j) => {
-                // A degraded ensemble answer is not cached: the LLM may be back next time.
-                if absorbed.is_none() {
-                    self.cache.put(key, j.clone());
-                }
-                Ok(response(j, false))
-            }
-            Err(e) => {
+        for (key, kind, normalised) in missed {
+            let (result, absorbed) = tokio::time::timeout_at(
+                deadline.into(),
+                self.backend.classify(normalised, kind, deadline),
+            )
+            .await
+            .map_err(|_| deadline_exceeded())?;
+            if absorbed.is_some() {
                 self.metrics.backend_error();
-                Err((Outcome::Unavailable, Status::unavailable(e.to_string())))
+            }
+            let j = result.map_err(|e| {
+                self.metrics.backend_error();
+                (Outcome::Unavailable, Status::unavailable(e.to_string()))
+            })?;
+            // A degraded ensemble answer is not cached: the LLM may be back next time.
+            if absorbed.is_none() {
+                self.cache.put(key, j.clone());
+            }
+            judged.push(j);
+        }
+        Ok(response(combine(judged), false))
+    }
+
+    /// The texts to judge, each with its kind, normalised and truncated to `max_text_bytes`:
+    /// the request's `parts` when it has them (a prompt judged as a prompt, the tool results
+    /// beside it as documents), else its one `text`. Empty parts are skipped; an unknown kind
+    /// or more than [`MAX_PARTS`] parts is refused.
+    fn pieces(&self, req: &ClassifyRequest) -> Result<Vec<(TextKind, String)>, (Outcome, Status)> {
+        if req.parts.len() > MAX_PARTS {
+            return Err((
+                Outcome::InvalidArgument,
+                Status::invalid_argument(format!(
+                    "{} parts; at most {MAX_PARTS} are judged",
+                    req.parts.len()
+                )),
+            ));
+        }
+        let whole = [(req.text.as_str(), req.kind)];
+        let raw: Vec<(&str, i32)> = if req.parts.is_empty() {
+            whole.to_vec()
+        } else {
+            req.parts
+                .iter()
+                .map(|p| (p.text.as_str(), p.kind))
+                .collect()
+        };
+        let mut pieces = Vec::with_capacity(raw.len());
+        for (text, kind) in raw {
+            let kind = TextKind::try_from(kind).map_err(|_| {
+                (
+                    Outcome::InvalidArgument,
+                    Status::invalid_argument(format!("unknown text kind {kind}")),
+                )
+            })?;
+            let text = truncate(text, self.limits.max_text_bytes);
+            if text.is_empty() && !pieces.is_empty() {
+                continue;
+            }
+            pieces.push((kind, normalize(text)));
+        }
+        if pieces.is_empty() {
+            pieces.push((TextKind::Prompt, String::new()));
+        }
+        Ok(pieces)
+    }
+}
+
+/// One answer for several pieces: the most severe verdict, the highest score per category,
+/// and the model named by the piece that decided.
+fn combine(judged: Vec<crate::backend::Judgement>) -> crate::backend::Judgement {
+    let severity = |v: Verdict| match v {
+        Verdict::Block => 2,
+        Verdict::Suspicious => 1,
+        _ => 0,
+    };
+    let mut labels: Vec<(crate::proto::Category, f32)> = Vec::new();
+    for j in &judged {
+        for &(c, s) in &j.labels {
+            match labels.iter_mut().find(|(have, _)| *have == c) {
+                Some(entry) => entry.1 = entry.1.max(s),
+                None => labels.push((c, s)),
             }
         }
+    }
+    match judged.into_iter().reduce(|a, b| {
+        if severity(b.verdict) > severity(a.verdict) {
+            b
+        } else {
+            a
+        }
+    }) {
+        Some(decided) => crate::backend::Judgement { labels, ..decided },
+        // `pieces` never returns an empty list; nothing judged allows nothing in particular.
+        None => crate::backend::Judgement {
+            labels,
+            verdict: Verdict::Allow,
+            model: String::new(),
+        },
     }
 }
 
