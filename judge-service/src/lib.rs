@@ -6,6 +6,8 @@ pub mod backend;
 pub mod bench;
 pub mod cache;
 pub mod data;
+pub mod dataset;
+pub mod encoder;
 pub mod eval;
 pub mod features;
 pub mod metrics;

@@ -8,6 +8,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use sluice_judge::backend::ensemble::EnsembleBackend;
 use sluice_judge::backend::llm::{LlmBackend, LlmConfig};
 use sluice_judge::backend::{embedded::EmbeddedBackend, Backend};
+use sluice_judge::encoder::{self, Encoder};
+use sluice_judge::proto::TextKind;
 use sluice_judge::server::{self, Limits};
 use sluice_judge::{bench, eval, model::LinearModel, train};
 
@@ -16,6 +18,64 @@ enum BackendKind {
     Embedded,
     Llm,
     Ensemble,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum EmbeddedKind {
+    /// The fine-tuned transformer encoder in ONNX Runtime.
+    Encoder,
+    /// The hashed n-gram linear model (no ONNX Runtime needed).
+    Ngram,
+}
+
+/// Which embedded model to run, and where its files are.
+#[derive(Args, Clone)]
+struct EmbeddedArgs {
+    #[arg(
+        long,
+        env = "SLUICE_JUDGE_EMBEDDED",
+        value_enum,
+        default_value = "encoder"
+    )]
+    embedded: EmbeddedKind,
+    /// Encoder directory (encoder.onnx, tokenizer.json, encoder.json); the shipped one when absent.
+    #[arg(long, env = "SLUICE_JUDGE_ENCODER")]
+    encoder: Option<PathBuf>,
+    /// ONNX Runtime shared library (PyPI onnxruntime's libonnxruntime.so).
+    #[arg(long, env = "ORT_DYLIB_PATH")]
+    onnxruntime_lib: Option<PathBuf>,
+    /// Encoder sessions run in parallel (each serves one text at a time).
+    #[arg(long, env = "SLUICE_JUDGE_ENCODER_SESSIONS", default_value_t = 1)]
+    encoder_sessions: usize,
+    /// Threads per encoder session.
+    #[arg(long, env = "SLUICE_JUDGE_ENCODER_THREADS", default_value_t = 2)]
+    encoder_threads: usize,
+    /// N-gram model file; the compiled-in model when absent.
+    #[arg(long, env = "SLUICE_JUDGE_MODEL")]
+    model: Option<PathBuf>,
+}
+
+impl EmbeddedArgs {
+    fn build(&self) -> Result<EmbeddedBackend, Box<dyn std::error::Error>> {
+        Ok(match self.embedded {
+            EmbeddedKind::Encoder => {
+                let dir = self
+                    .encoder
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from(encoder::SHIPPED_DIR));
+                EmbeddedBackend::encoder(Encoder::load(
+                    &dir,
+                    self.onnxruntime_lib.as_deref(),
+                    self.encoder_sessions,
+                    self.encoder_threads,
+                )?)
+            }
+            EmbeddedKind::Ngram => EmbeddedBackend::ngram(match &self.model {
+                Some(p) => LinearModel::load(p)?,
+                None => LinearModel::shipped()?,
+            }),
+        })
+    }
 }
 
 #[derive(Args)]
@@ -37,9 +97,8 @@ struct ServeArgs {
         default_value = "embedded"
     )]
     backend: BackendKind,
-    /// Embedded model file; the compiled-in model when absent.
-    #[arg(long, env = "SLUICE_JUDGE_MODEL")]
-    model: Option<PathBuf>,
+    #[command(flatten)]
+    embedded: EmbeddedArgs,
     /// Override the model's block threshold (attack probability in [0, 1]).
     #[arg(long, env = "SLUICE_JUDGE_THRESHOLD")]
     threshold: Option<f32>,
@@ -91,6 +150,8 @@ enum Command {
         /// Backend of the in-process judge.
         #[arg(long, value_enum, default_value = "embedded")]
         backend: BackendKind,
+        #[command(flatten)]
+        embedded: EmbeddedArgs,
         /// OpenAI-compatible base URL for the llm / ensemble backends (e.g. the fake provider).
         #[arg(long, env = "SLUICE_JUDGE_LLM_URL")]
         llm_url: Option<String>,
@@ -121,20 +182,27 @@ enum Command {
         #[arg(long, default_value_t = 25)]
         epochs: usize,
     },
-    /// Score texts read from stdin, one per line, with the embedded model: prints the score
-    /// and the most suspicious segment of each (to see why a text is flagged).
+    /// Score texts read from stdin, one per line, with the embedded model: prints each one's
+    /// score, verdict as a prompt, and normalised text.
     Score {
-        /// Model file; the compiled-in model when absent.
-        #[arg(long)]
-        model: Option<PathBuf>,
+        #[command(flatten)]
+        embedded: EmbeddedArgs,
     },
-    /// Print recall and false-positive rate per source (held-out dev part and test file).
+    /// Write the encoder's training manifest (normalised dev rows with split, family and the
+    /// attack segment of long attacks) as JSON lines.
+    Dataset {
+        #[arg(long, env = "SLUICE_DATA_DIR", default_value = "../shared/data")]
+        data: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Print what the embedded model blocks and flags per family and language (held-out dev
+    /// part and test file), and the encoder's recorded leave-family-out figures.
     Eval {
         #[arg(long, env = "SLUICE_DATA_DIR", default_value = "../shared/data")]
         data: PathBuf,
-        /// Model file; the compiled-in model when absent.
-        #[arg(long)]
-        model: Option<PathBuf>,
+        #[command(flatten)]
+        embedded: EmbeddedArgs,
     },
 }
 
@@ -155,6 +223,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             data,
             target,
             backend,
+            embedded,
             llm_url,
             clients,
             max_requests,
@@ -170,7 +239,6 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                     .collect();
             let texts = bench::texts(&seeds, max_requests.max(rate_requests), text_bytes);
             let rt = tokio::runtime::Runtime::new()?;
-            let model = LinearModel::shipped()?;
             let llm = || -> Result<LlmBackend, Box<dyn std::error::Error>> {
                 Ok(LlmBackend::new(LlmConfig {
                     url: llm_url
@@ -184,10 +252,10 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 })?)
             };
             let backend = match backend {
-                BackendKind::Embedded => Backend::Embedded(EmbeddedBackend::new(model)),
+                BackendKind::Embedded => Backend::Embedded(embedded.build()?),
                 BackendKind::Llm => Backend::Llm(llm()?),
                 BackendKind::Ensemble => Backend::Ensemble(EnsembleBackend {
-                    embedded: EmbeddedBackend::new(model),
+                    embedded: embedded.build()?,
                     llm: llm()?,
                 }),
             };
@@ -216,51 +284,52 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 ..Default::default()
             };
             let model = train::train(&cfg)?;
-            print!("{}", eval::evaluate(&model, &data)?);
+            print!("{}", eval::evaluate(&EmbeddedBackend::ngram(model), &data)?);
         }
-        Command::Score { model } => {
-            let model = match model {
-                Some(p) => LinearModel::load(&p)?,
-                None => LinearModel::shipped()?,
-            };
+        Command::Score { embedded } => {
+            let backend = embedded.build()?;
             for line in std::io::stdin().lines() {
                 let normalised = sluice_judge::normalize::normalize(&line?);
-                let (segment, score) = sluice_judge::segment::segments(&normalised)
-                    .into_iter()
-                    .map(|s| (s, model.score_segment(s)))
-                    .fold(("", 0.0), |best, s| if s.1 > best.1 { s } else { best });
-                let verdict = if score >= model.threshold {
-                    "block"
-                } else {
-                    "allow"
-                };
-                println!("{score:.4}\t{verdict}\t{segment}");
+                let score = backend.score_blocking(&normalised)?;
+                let verdict = backend.verdict(score, TextKind::Prompt).as_str_name();
+                println!("{score:.4}\t{verdict}\t{normalised}");
             }
         }
-        Command::Eval { data, model } => {
-            let model = match model {
-                Some(p) => LinearModel::load(&p)?,
-                None => LinearModel::shipped()?,
-            };
-            print!("{}", eval::evaluate(&model, &data)?);
+        Command::Dataset { data, out } => {
+            let file = std::fs::File::create(&out)
+                .map_err(|e| format!("creating {}: {e}", out.display()))?;
+            let mut w = std::io::BufWriter::new(file);
+            let n = sluice_judge::dataset::export(&data, &LinearModel::shipped()?, &mut w)?;
+            w.flush()?;
+            eprintln!("{n} rows written to {}", out.display());
+        }
+        Command::Eval { data, embedded } => {
+            print!("{}", eval::evaluate(&embedded.build()?, &data)?);
+            if let EmbeddedKind::Encoder = embedded.embedded {
+                let dir = embedded
+                    .encoder
+                    .unwrap_or_else(|| PathBuf::from(encoder::SHIPPED_DIR));
+                print!(
+                    "{}",
+                    eval::recorded_leave_family_out(&dir.join("leave-family-out.json"))?
+                );
+            }
         }
     }
     Ok(())
 }
 
 fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
-    let mut model = match &args.model {
-        Some(p) => LinearModel::load(p)?,
-        None => LinearModel::shipped()?,
+    let embedded = || -> Result<EmbeddedBackend, Box<dyn std::error::Error>> {
+        let b = args.embedded.build()?;
+        Ok(match args.threshold {
+            Some(t) if !(0.0..=1.0).contains(&t) => {
+                return Err(format!("--threshold {t} is outside [0, 1]").into())
+            }
+            Some(t) => b.with_threshold(t),
+            None => b,
+        })
     };
-    if let Some(t) = args.threshold {
-        if !(0.0..=1.0).contains(&t) {
-            return Err(format!("--threshold {t} is outside [0, 1]").into());
-        }
-        model.threshold = t;
-        model.document_threshold = t;
-        model.grey_low = model.grey_low.min(t);
-    }
     let llm = || -> Result<LlmBackend, Box<dyn std::error::Error>> {
         let url = args
             .llm_url
@@ -276,10 +345,10 @@ fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         })?)
     };
     let backend = match args.backend {
-        BackendKind::Embedded => Backend::Embedded(EmbeddedBackend::new(model)),
+        BackendKind::Embedded => Backend::Embedded(embedded()?),
         BackendKind::Llm => Backend::Llm(llm()?),
         BackendKind::Ensemble => Backend::Ensemble(EnsembleBackend {
-            embedded: EmbeddedBackend::new(model),
+            embedded: embedded()?,
             llm: llm()?,
         }),
     };

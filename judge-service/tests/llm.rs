@@ -195,7 +195,7 @@ async fn ensemble_asks_the_llm_only_in_the_grey_zone() {
     // Shipped model: an obvious attack and an obvious question never reach the LLM.
     let shipped = LinearModel::shipped().expect("model");
     let e = EnsembleBackend {
-        embedded: EmbeddedBackend::new(shipped.clone()),
+        embedded: EmbeddedBackend::ngram(shipped.clone()),
         llm: llm(&fake, 0),
     };
     let (j, failed) = e
@@ -205,6 +205,7 @@ async fn ensemble_asks_the_llm_only_in_the_grey_zone() {
             deadline(),
         )
         .await;
+    let j = j.expect("embedded answers");
     assert!(failed.is_none());
     assert_eq!(j.verdict, Verdict::Block);
     assert!(j.model.starts_with("embedded:"));
@@ -215,12 +216,13 @@ async fn ensemble_asks_the_llm_only_in_the_grey_zone() {
     grey.grey_low = 0.0;
     grey.threshold = 1.1;
     let e = EnsembleBackend {
-        embedded: EmbeddedBackend::new(grey),
+        embedded: EmbeddedBackend::ngram(grey),
         llm: llm(&fake, 0),
     };
     let (j, failed) = e
         .classify("what is the capital of peru", TextKind::Prompt, deadline())
         .await;
+    let j = j.expect("embedded answers");
     assert!(failed.is_none());
     assert_eq!(j.verdict, Verdict::Block);
     assert!(j.model.ends_with("+llm:judge-test"), "{}", j.model);
@@ -231,6 +233,7 @@ async fn ensemble_asks_the_llm_only_in_the_grey_zone() {
     let (j, failed) = e
         .classify("what is the capital of chile", TextKind::Prompt, deadline())
         .await;
+    let j = j.expect("embedded answers");
     assert!(failed.is_some());
     assert_eq!(j.verdict, Verdict::Suspicious);
 }

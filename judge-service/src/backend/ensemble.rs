@@ -1,5 +1,5 @@
 //! Ensemble: the embedded model answers alone when it is confident either way; only texts in
-//! its grey zone (`grey_low <= score < threshold`) go to the LLM judge. If the LLM fails, the
+//! its suspicious band (below the block threshold) go to the LLM judge. If the LLM fails, the
 //! embedded answer (SUSPICIOUS) stands, so the grey zone never turns into an error.
 
 use std::time::Instant;
@@ -21,18 +21,21 @@ impl EnsembleBackend {
         normalised: &str,
         kind: TextKind,
         deadline: Instant,
-    ) -> (Judgement, Option<BackendError>) {
-        let first = self.embedded.classify(normalised, kind);
+    ) -> (Result<Judgement, BackendError>, Option<BackendError>) {
+        let first = match self.embedded.classify(normalised, kind).await {
+            Ok(j) => j,
+            Err(e) => return (Err(e), None),
+        };
         if first.verdict != Verdict::Suspicious {
-            return (first, None);
+            return (Ok(first), None);
         }
         match self.llm.classify(normalised, kind, deadline).await {
             Ok(mut j) => {
                 // Keep the embedded score too, so callers can see both opinions.
                 j.model = format!("{}+{}", first.model, j.model);
-                (j, None)
+                (Ok(j), None)
             }
-            Err(e) => (first, Some(e)),
+            Err(e) => (Ok(first), Some(e)),
         }
     }
 }

@@ -52,12 +52,9 @@ impl Backend {
         deadline: Instant,
     ) -> (Result<Judgement, BackendError>, Option<BackendError>) {
         match self {
-            Backend::Embedded(b) => (Ok(b.classify(normalised, kind)), None),
+            Backend::Embedded(b) => (b.classify(normalised, kind).await, None),
             Backend::Llm(b) => (b.classify(normalised, kind, deadline).await, None),
-            Backend::Ensemble(b) => {
-                let (j, absorbed) = b.classify(normalised, kind, deadline).await;
-                (Ok(j), absorbed)
-            }
+            Backend::Ensemble(b) => b.classify(normalised, kind, deadline).await,
         }
     }
 }
