@@ -1,66 +1,209 @@
-//! `sluice-judge eval`: recall and false-positive rate per source for the embedded model, on
-//! the held-out part of the dev data and on the test file.
+//! `sluice-judge eval`: what the embedded model blocks and flags, per family and per language,
+//! on the held-out fifth of the dev files and on the test file, at the operating points it
+//! ships with; then the leave-family-out figures recorded when the encoder was trained (the
+//! ones that predict unseen traffic: each family measured by a model that never saw it).
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use crate::data::{self, Counts, Row};
-use crate::model::LinearModel;
+use crate::backend::embedded::EmbeddedBackend;
+use crate::data::{self, Row};
+use crate::normalize::normalize;
+use crate::proto::{TextKind, Verdict};
 
-/// Goals from the project brief.
-pub const GOAL_RECALL: f64 = 0.95;
-pub const GOAL_FPR: f64 = 0.02;
+/// Targets of the detection issue: benign sources at most this blocked / flagged, attacks at
+/// least this blocked.
+pub const GOAL_BENIGN_BLOCKED: f64 = 0.01;
+pub const GOAL_BENIGN_FLAGGED: f64 = 0.03;
+pub const GOAL_ATTACKS_BLOCKED: f64 = 0.85;
 
-pub fn evaluate(model: &LinearModel, data_dir: &Path) -> Result<String, data::DataError> {
-    let dev = data::load(&data_dir.join(data::DEV_FILE))?;
+/// Attacks blocked, benign texts blocked and flagged (blocked or suspicious).
+#[derive(Debug, Default, Clone, Copy, serde::Deserialize)]
+pub struct Tally {
+    pub attacks: usize,
+    pub attacks_blocked: usize,
+    pub benign: usize,
+    pub benign_blocked: usize,
+    pub benign_flagged: usize,
+}
+
+impl Tally {
+    fn add(&mut self, label: u8, verdict: Verdict) {
+        let blocked = usize::from(verdict == Verdict::Block);
+        if label == 1 {
+            self.attacks += 1;
+            self.attacks_blocked += blocked;
+        } else {
+            self.benign += 1;
+            self.benign_blocked += blocked;
+            self.benign_flagged += usize::from(verdict != Verdict::Allow);
+        }
+    }
+
+    fn merge(&mut self, o: &Tally) {
+        self.attacks += o.attacks;
+        self.attacks_blocked += o.attacks_blocked;
+        self.benign += o.benign;
+        self.benign_blocked += o.benign_blocked;
+        self.benign_flagged += o.benign_flagged;
+    }
+}
+
+fn rate(n: usize, d: usize) -> String {
+    if d == 0 {
+        "-".into()
+    } else {
+        format!("{:.3}", n as f64 / d as f64)
+    }
+}
+
+/// One table: a line per key, then the pooled line and the worst line of each side.
+pub fn table(title: &str, by: &BTreeMap<String, Tally>) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "\n## {title}");
+    let _ = writeln!(
+        out,
+        "{:<48} {:>6} {:>8} {:>6} {:>8} {:>8}",
+        "", "attack", "blocked", "benign", "blocked", "flagged"
+    );
+    let mut pooled = Tally::default();
+    for (k, t) in by {
+        pooled.merge(t);
+        let name: String = k.chars().take(48).collect();
+        let _ = writeln!(
+            out,
+            "{:<48} {:>6} {:>8} {:>6} {:>8} {:>8}",
+            name,
+            t.attacks,
+            rate(t.attacks_blocked, t.attacks),
+            t.benign,
+            rate(t.benign_blocked, t.benign),
+            rate(t.benign_flagged, t.benign)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "{:<48} {:>6} {:>8} {:>6} {:>8} {:>8}",
+        "ALL (pooled)",
+        pooled.attacks,
+        rate(pooled.attacks_blocked, pooled.attacks),
+        pooled.benign,
+        rate(pooled.benign_blocked, pooled.benign),
+        rate(pooled.benign_flagged, pooled.benign)
+    );
+    let _ = writeln!(out, "{}", worst(by));
+    out
+}
+
+/// Worst attack recall and worst benign block / flag rates among keys with at least 20 rows of
+/// that side (smaller ones are noise), with the goals.
+fn worst(by: &BTreeMap<String, Tally>) -> String {
+    let pick = |f: &dyn Fn(&Tally) -> Option<f64>, low: bool| {
+        by.iter()
+            .filter_map(|(k, t)| f(t).map(|v| (k, v)))
+            .fold(None::<(&String, f64)>, |best, (k, v)| match best {
+                Some((_, b)) if (low && b <= v) || (!low && b >= v) => best,
+                _ => Some((k, v)),
+            })
+            .map_or("-".to_string(), |(k, v)| format!("{v:.3} ({k})"))
+    };
+    let recall = |t: &Tally| (t.attacks >= 20).then(|| t.attacks_blocked as f64 / t.attacks as f64);
+    let blocked = |t: &Tally| (t.benign >= 20).then(|| t.benign_blocked as f64 / t.benign as f64);
+    let flagged = |t: &Tally| (t.benign >= 20).then(|| t.benign_flagged as f64 / t.benign as f64);
+    format!(
+        "worst attack blocked {} (goal >= {GOAL_ATTACKS_BLOCKED}); worst benign blocked {} \
+         (goal <= {GOAL_BENIGN_BLOCKED}); worst benign flagged {} (goal <= {GOAL_BENIGN_FLAGGED})",
+        pick(&recall, true),
+        pick(&blocked, false),
+        pick(&flagged, false)
+    )
+}
+
+fn kind(row: &Row) -> TextKind {
+    if data::is_document(row) {
+        TextKind::Document
+    } else {
+        TextKind::Prompt
+    }
+}
+
+type Keyed = (BTreeMap<String, Tally>, BTreeMap<String, Tally>);
+
+/// Tallies `rows` by family and by language.
+fn tally(
+    backend: &EmbeddedBackend,
+    rows: &[&Row],
+    key_by_source: bool,
+) -> Result<Keyed, Box<dyn std::error::Error>> {
+    let (mut by_key, mut by_lang): Keyed = Default::default();
+    for r in rows {
+        let score = backend.score_blocking(&normalize(&r.text))?;
+        let v = backend.verdict(score, kind(r));
+        let key = if key_by_source {
+            r.source.clone()
+        } else {
+            data::family(&r.source).to_string()
+        };
+        by_key.entry(key).or_default().add(r.label, v);
+        let lang = r.lang.clone().unwrap_or_else(|| "?".into());
+        by_lang.entry(lang).or_default().add(r.label, v);
+    }
+    Ok((by_key, by_lang))
+}
+
+pub fn evaluate(
+    backend: &EmbeddedBackend,
+    data_dir: &Path,
+) -> Result<String, Box<dyn std::error::Error>> {
+    let mut dev = data::load(&data_dir.join(data::DEV_FILE))?;
+    dev.extend(data::load(&data_dir.join(data::EXTRA_FILE))?);
     let test = data::load(&data_dir.join(data::TEST_FILE))?;
     let held: Vec<&Row> = dev.iter().filter(|r| data::is_held_out(r)).collect();
-    let test: Vec<&Row> = test.iter().collect();
+    let p = backend.points();
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "model threshold {:.4} (documents {:.4}), grey zone from {:.4}; goals: recall >= {GOAL_RECALL}, FPR <= {GOAL_FPR}",
-        model.threshold, model.document_threshold, model.grey_low
+        "operating points: block {:.4}, suspicious {:.4}; documents {:.4} / {:.4}",
+        p.threshold, p.suspicious, p.document_threshold, p.document_suspicious
     );
-    for (name, rows) in [
-        ("dev held-out (1/5 of each source)", &held),
-        ("dev_test", &test),
-    ] {
-        let predicted: Vec<bool> = rows
-            .iter()
-            .map(|r| model.score(&r.text) >= model.threshold_for(data::is_document(r)))
-            .collect();
-        let by = data::counts_by_source(rows, &predicted);
-        let _ = writeln!(out, "\n## {name}: {} rows", rows.len());
-        let _ = writeln!(
-            out,
-            "{:<60} {:>5} {:>5} {:>7} {:>7}  goal",
-            "source", "pos", "neg", "recall", "FPR"
-        );
-        let mut pooled = Counts::default();
-        for (source, c) in &by {
-            pooled.tp += c.tp;
-            pooled.fn_ += c.fn_;
-            pooled.fp += c.fp;
-            pooled.tn += c.tn;
-            let _ = writeln!(out, "{}", line(source, c));
-        }
-        let _ = writeln!(out, "{}", line("ALL (pooled)", &pooled));
-    }
+    let (by_family, by_lang) = tally(backend, &held, false)?;
+    out += &table(
+        "dev held-out fifth (dev + extra files), by family",
+        &by_family,
+    );
+    out += &table("dev held-out fifth, by language", &by_lang);
+    let test: Vec<&Row> = test.iter().collect();
+    let (by_source, _) = tally(backend, &test, true)?;
+    out += &table(
+        "dev_test (in-distribution test split), by source",
+        &by_source,
+    );
     Ok(out)
 }
 
-fn line(source: &str, c: &Counts) -> String {
-    let fmt = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.3}"));
-    let ok = c.recall().is_none_or(|r| r >= GOAL_RECALL) && c.fpr().is_none_or(|f| f <= GOAL_FPR);
-    let name: String = source.chars().take(60).collect();
-    format!(
-        "{:<60} {:>5} {:>5} {:>7} {:>7}  {}",
-        name,
-        c.tp + c.fn_,
-        c.fp + c.tn,
-        fmt(c.recall()),
-        fmt(c.fpr()),
-        if ok { "met" } else { "MISSED" }
-    )
+/// The leave-family-out table recorded by training (`leave-family-out.json` beside the model):
+/// every family scored by a model trained without it, at that model's own operating points.
+pub fn recorded_leave_family_out(path: &Path) -> Result<String, Box<dyn std::error::Error>> {
+    #[derive(serde::Deserialize)]
+    struct Recorded {
+        command: String,
+        by_family: BTreeMap<String, Tally>,
+        by_lang: BTreeMap<String, Tally>,
+    }
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    let r: Recorded =
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut out = format!(
+        "\nLeave-family-out, recorded in {} by `{}`:",
+        path.display(),
+        r.command
+    );
+    out += &table(
+        "leave-family-out (each family measured by a model that never saw it), by family",
+        &r.by_family,
+    );
+    out += &table("leave-family-out, by language", &r.by_lang);
+    Ok(out)
 }
