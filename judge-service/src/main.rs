@@ -50,30 +50,35 @@ struct EmbeddedArgs {
     /// Threads per encoder session.
     #[arg(long, env = "SLUICE_JUDGE_ENCODER_THREADS", default_value_t = 2)]
     encoder_threads: usize,
-    /// N-gram model file; the compiled-in model when absent.
+    /// N-gram model file (alone, or blended into the encoder's score); the compiled-in model
+    /// when absent.
     #[arg(long, env = "SLUICE_JUDGE_MODEL")]
     model: Option<PathBuf>,
 }
 
 impl EmbeddedArgs {
     fn build(&self) -> Result<EmbeddedBackend, Box<dyn std::error::Error>> {
+        let ngram = || -> Result<LinearModel, Box<dyn std::error::Error>> {
+            Ok(match &self.model {
+                Some(p) => LinearModel::load(p)?,
+                None => LinearModel::shipped()?,
+            })
+        };
         Ok(match self.embedded {
             EmbeddedKind::Encoder => {
                 let dir = self
                     .encoder
                     .clone()
                     .unwrap_or_else(|| PathBuf::from(encoder::SHIPPED_DIR));
-                EmbeddedBackend::encoder(Encoder::load(
+                let encoder = Encoder::load(
                     &dir,
                     self.onnxruntime_lib.as_deref(),
                     self.encoder_sessions,
                     self.encoder_threads,
-                )?)
+                )?;
+                EmbeddedBackend::encoder(encoder, ngram()?)
             }
-            EmbeddedKind::Ngram => EmbeddedBackend::ngram(match &self.model {
-                Some(p) => LinearModel::load(p)?,
-                None => LinearModel::shipped()?,
-            }),
+            EmbeddedKind::Ngram => EmbeddedBackend::ngram(ngram()?),
         })
     }
 }
@@ -181,6 +186,9 @@ enum Command {
         dims_log2: u32,
         #[arg(long, default_value_t = 25)]
         epochs: usize,
+        /// Leave these families out of training (comma-separated; leave-family-out runs).
+        #[arg(long, value_delimiter = ',')]
+        exclude_families: Vec<String>,
     },
     /// Score texts read from stdin, one per line, with the embedded model: prints each one's
     /// score, verdict as a prompt, and normalised text.
@@ -195,6 +203,9 @@ enum Command {
         data: PathBuf,
         #[arg(long)]
         out: PathBuf,
+        /// N-gram model whose scores the manifest carries; the compiled-in one when absent.
+        #[arg(long)]
+        ngram_model: Option<PathBuf>,
     },
     /// Print what the embedded model blocks and flags per family and language (held-out dev
     /// part and test file), and the encoder's recorded leave-family-out figures.
@@ -275,12 +286,14 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             out,
             dims_log2,
             epochs,
+            exclude_families,
         } => {
             let cfg = train::TrainConfig {
                 data_dir: data.clone(),
                 out,
                 dims_log2,
                 epochs,
+                exclude_families,
                 ..Default::default()
             };
             let model = train::train(&cfg)?;
@@ -295,11 +308,19 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 println!("{score:.4}\t{verdict}\t{normalised}");
             }
         }
-        Command::Dataset { data, out } => {
+        Command::Dataset {
+            data,
+            out,
+            ngram_model,
+        } => {
+            let ngram = match ngram_model {
+                Some(p) => LinearModel::load(&p)?,
+                None => LinearModel::shipped()?,
+            };
             let file = std::fs::File::create(&out)
                 .map_err(|e| format!("creating {}: {e}", out.display()))?;
             let mut w = std::io::BufWriter::new(file);
-            let n = sluice_judge::dataset::export(&data, &LinearModel::shipped()?, &mut w)?;
+            let n = sluice_judge::dataset::export(&data, &ngram, &mut w)?;
             w.flush()?;
             eprintln!("{n} rows written to {}", out.display());
         }

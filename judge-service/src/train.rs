@@ -30,6 +30,8 @@ pub struct TrainConfig {
     pub target_fpr: f64,
     /// The grey zone starts where the pooled held-out false-positive rate reaches this.
     pub grey_fpr: f64,
+    /// Families ([`data::family`]) left out entirely: leave-family-out runs train without them.
+    pub exclude_families: Vec<String>,
 }
 
 impl Default for TrainConfig {
@@ -44,6 +46,7 @@ impl Default for TrainConfig {
             l2: 2e-7,
             target_fpr: 0.02,
             grey_fpr: 0.10,
+            exclude_families: Vec::new(),
         }
     }
 }
@@ -66,7 +69,12 @@ pub enum TrainError {
 const MIN_NEGATIVES_PER_SOURCE: usize = 200;
 
 pub fn train(cfg: &TrainConfig) -> Result<LinearModel, TrainError> {
-    let rows = data::load(&cfg.data_dir.join(data::DEV_FILE))?;
+    let mut rows = data::load(&cfg.data_dir.join(data::DEV_FILE))?;
+    rows.retain(|r| {
+        !cfg.exclude_families
+            .iter()
+            .any(|f| f == data::family(&r.source))
+    });
     let (held, fit): (Vec<&Row>, Vec<&Row>) = rows.iter().partition(|r| data::is_held_out(r));
     if fit.is_empty() {
         return Err(TrainError::NoRows(cfg.data_dir.display().to_string()));
