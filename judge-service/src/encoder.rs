@@ -39,6 +39,9 @@ pub struct EncoderMeta {
     pub max_len: usize,
     /// Content tokens between window starts.
     pub stride: usize,
+    /// Weight of the n-gram model's logit in the served score (see [`combine`]).
+    #[serde(default)]
+    pub ngram_weight: f32,
     pub operating_points: OperatingPoints,
 }
 
@@ -123,11 +126,19 @@ impl Encoder {
                     .map_err(|e| load_err("encoder.onnx", e.to_string()))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Self {
+        let encoder = Self {
             tokenizer,
             sessions,
             meta,
-        })
+        };
+        // The first run of a session allocates its arenas and picks kernels (tens of
+        // milliseconds): pay it here, before the service says it is listening, rather than
+        // in a caller's deadline. One window fills a session; a long text warms the batch path.
+        let warm = "warm up ".repeat(200);
+        for s in &encoder.sessions {
+            encoder.score_on(&mut s.lock().unwrap_or_else(|p| p.into_inner()), &warm)?;
+        }
+        Ok(encoder)
     }
 
     /// Content-token windows of `text`; every token is in at least one.
@@ -147,6 +158,10 @@ impl Encoder {
     /// The attack probability of `text`: that of its most suspicious window. Blocking (a few
     /// milliseconds of CPU): call it from a blocking thread, not the async runtime.
     pub fn score(&self, text: &str) -> Result<f32, EncoderError> {
+        self.score_on(&mut self.session(), text)
+    }
+
+    fn score_on(&self, session: &mut Session, text: &str) -> Result<f32, EncoderError> {
         let windows = self.windows(text)?;
         let width = windows.iter().map(Vec::len).max().unwrap_or(0) + 2;
         let mut ids = vec![0i64; windows.len() * width];
@@ -164,7 +179,6 @@ impl Encoder {
             "input_ids" => Tensor::from_array((shape, ids)).map_err(infer)?,
             "attention_mask" => Tensor::from_array((shape, mask)).map_err(infer)?,
         ];
-        let mut session = self.session();
         let outputs = session.run(inputs).map_err(infer)?;
         let (_, logits) = outputs["logits"]
             .try_extract_tensor::<f32>()
@@ -186,6 +200,20 @@ impl Encoder {
     }
 }
 
+/// The served score: the encoder's and the n-gram model's probabilities blended in logit
+/// space, `(1 - w)·logit(encoder) + w·logit(ngram)`. The n-gram model knows the dev sources'
+/// wording and vetoes some of the encoder's confident mistakes ("write to X and copy Y"); the
+/// encoder carries what generalises. Mirrors `combine()` in train_encoder.py.
+pub fn combine(encoder: f32, ngram: f32, w: f32) -> f32 {
+    const CLIP: f64 = 1e-6;
+    let logit = |p: f32| {
+        let p = f64::from(p).clamp(CLIP, 1.0 - CLIP);
+        (p / (1.0 - p)).ln()
+    };
+    let z = (1.0 - f64::from(w)) * logit(encoder) + f64::from(w) * logit(ngram);
+    (1.0 / (1.0 + (-z).exp())) as f32
+}
+
 /// Token ranges of the windows over `len` content tokens: `body` tokens each, starts `stride`
 /// apart, the last one ending at the text's end. Mirrors `windows()` in train_encoder.py.
 fn window_ranges(
@@ -203,6 +231,16 @@ fn window_ranges(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn combine_blends_in_logit_space() {
+        assert!((combine(0.9, 0.1, 0.0) - 0.9).abs() < 1e-6);
+        assert!((combine(0.9, 0.1, 1.0) - 0.1).abs() < 1e-6);
+        assert!((combine(0.9, 0.1, 0.5) - 0.5).abs() < 1e-6);
+        // Saturated inputs stay finite and ordered.
+        assert!(combine(1.0, 0.0, 0.3) > 0.99 && combine(1.0, 0.0, 0.3) < 1.0);
+        assert!(combine(0.99, 0.5, 0.3) > combine(0.98, 0.5, 0.3));
+    }
 
     #[test]
     fn windows_cover_every_token_and_overlap() {

@@ -11,7 +11,11 @@ use crate::model::{LinearModel, MODEL_NAME};
 use crate::proto::{Category, TextKind, Verdict};
 
 pub enum EmbeddedModel {
-    Encoder(Arc<Encoder>),
+    /// The encoder, blended with the n-gram model as its `encoder.json` says.
+    Encoder {
+        encoder: Arc<Encoder>,
+        ngram: Arc<LinearModel>,
+    },
     Ngram(LinearModel),
 }
 
@@ -22,12 +26,16 @@ pub struct EmbeddedBackend {
 }
 
 impl EmbeddedBackend {
-    /// The encoder with the operating points it was shipped with.
-    pub fn encoder(encoder: Encoder) -> Self {
+    /// The encoder (blended with `ngram`, the model it was calibrated with) at the operating
+    /// points it was shipped with.
+    pub fn encoder(encoder: Encoder, ngram: LinearModel) -> Self {
         Self {
             points: encoder.meta.operating_points,
             name: format!("embedded:{}", encoder.meta.name),
-            model: EmbeddedModel::Encoder(Arc::new(encoder)),
+            model: EmbeddedModel::Encoder {
+                encoder: Arc::new(encoder),
+                ngram: Arc::new(ngram),
+            },
         }
     }
 
@@ -63,9 +71,7 @@ impl EmbeddedBackend {
     /// The attack probability of normalised text; blocking for the encoder.
     pub fn score_blocking(&self, normalised: &str) -> Result<f32, BackendError> {
         match &self.model {
-            EmbeddedModel::Encoder(e) => e
-                .score(normalised)
-                .map_err(|e| BackendError::Unavailable(e.to_string())),
+            EmbeddedModel::Encoder { encoder, ngram } => blended(encoder, ngram, normalised),
             EmbeddedModel::Ngram(m) => Ok(m.score_normalised(normalised)),
         }
     }
@@ -78,12 +84,12 @@ impl EmbeddedBackend {
         kind: TextKind,
     ) -> Result<Judgement, BackendError> {
         let score = match &self.model {
-            EmbeddedModel::Encoder(e) => {
-                let (e, text) = (Arc::clone(e), normalised.to_owned());
-                tokio::task::spawn_blocking(move || e.score(&text))
+            EmbeddedModel::Encoder { encoder, ngram } => {
+                let (e, n) = (Arc::clone(encoder), Arc::clone(ngram));
+                let text = normalised.to_owned();
+                tokio::task::spawn_blocking(move || blended(&e, &n, &text))
                     .await
-                    .map_err(|e| BackendError::Unavailable(format!("encoder task: {e}")))?
-                    .map_err(|e| BackendError::Unavailable(e.to_string()))?
+                    .map_err(|e| BackendError::Unavailable(format!("encoder task: {e}")))??
             }
             EmbeddedModel::Ngram(m) => m.score_normalised(normalised),
         };
@@ -94,6 +100,7 @@ impl EmbeddedBackend {
         })
     }
 
+    /// The verdict `score` earns for a text of `kind`.
     pub fn verdict(&self, score: f32, kind: TextKind) -> Verdict {
         let p = &self.points;
         let (block, suspicious) = if kind == TextKind::Document {
@@ -109,6 +116,18 @@ impl EmbeddedBackend {
             Verdict::Allow
         }
     }
+}
+
+fn blended(encoder: &Encoder, ngram: &LinearModel, normalised: &str) -> Result<f32, BackendError> {
+    let e = encoder
+        .score(normalised)
+        .map_err(|e| BackendError::Unavailable(e.to_string()))?;
+    let w = encoder.meta.ngram_weight;
+    Ok(if w > 0.0 {
+        crate::encoder::combine(e, ngram.score_normalised(normalised), w)
+    } else {
+        e
+    })
 }
 
 #[cfg(test)]
@@ -156,7 +175,8 @@ mod tests {
     async fn shipped_encoder_separates_obvious_cases() {
         let encoder = Encoder::load(crate::encoder::SHIPPED_DIR.as_ref(), None, 1, 1)
             .expect("shipped encoder loads (ORT_DYLIB_PATH names PyPI onnxruntime's library)");
-        separates_obvious_cases(&EmbeddedBackend::encoder(encoder)).await;
+        let ngram = LinearModel::shipped().expect("shipped model loads");
+        separates_obvious_cases(&EmbeddedBackend::encoder(encoder, ngram)).await;
     }
 
     #[test]
