@@ -61,6 +61,7 @@ struct Args {
     train: Option<PathBuf>,
     epochs: usize,
     cv: bool,
+    dump_scores: Option<PathBuf>,
 }
 
 fn parse_args() -> Result<Args, EvalError> {
@@ -73,6 +74,7 @@ fn parse_args() -> Result<Args, EvalError> {
         train: None,
         epochs: 5,
         cv: false,
+        dump_scores: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -90,6 +92,7 @@ fn parse_args() -> Result<Args, EvalError> {
             "--include-test" => a.include_test = true,
             "--cv" => a.cv = true,
             "--check" => a.check = Some(PathBuf::from(value()?)),
+            "--dump-scores" => a.dump_scores = Some(PathBuf::from(value()?)),
             "--train" => a.train = Some(PathBuf::from(value()?)),
             "--epochs" => {
                 a.epochs = value()?
@@ -104,7 +107,8 @@ fn parse_args() -> Result<Args, EvalError> {
             "-h" | "--help" => {
                 return Err(EvalError::Usage(
                     "usage: sluice-eval [--data DIR] [--threshold T] [--include-test] \
-                     [--check FLOORS] [--misses N] [--train MODEL_OUT [--epochs N]] [--cv]"
+                     [--check FLOORS] [--misses N] [--train MODEL_OUT [--epochs N]] [--cv] \
+                     [--dump-scores FILE]"
                         .into(),
                 ))
             }
@@ -494,6 +498,9 @@ fn run() -> Result<bool, EvalError> {
         println!("wrote {}", out.display());
         d.injection_mut().set_model(Some(model));
     }
+    if let Some(out) = &args.dump_scores {
+        return dump_scores(&d, &args.data, out).map(|_| true);
+    }
     let mut figs = Figures::new();
     injection(
         &d,
@@ -514,6 +521,31 @@ fn run() -> Result<bool, EvalError> {
         return finish(&d, &a, figs);
     }
     finish(&d, &args, figs)
+}
+
+/// Writes the in-filter injection score of every row of the injection files as JSON lines
+/// (`source`, `label`, `score`), for choosing the filter's block threshold and the judge's
+/// `min_score` over every source, the extra file's included.
+fn dump_scores(d: &Detectors, data: &Path, out: &Path) -> Result<(), EvalError> {
+    use std::io::Write as _;
+    let mut lines = Vec::new();
+    for file in [
+        "prompt_injection_dev.jsonl",
+        "prompt_injection_extra.jsonl",
+        "prompt_injection_dev_test.jsonl",
+    ] {
+        for r in read_jsonl::<InjectionRow>(&data.join(file))? {
+            let score = d
+                .injection_score(&r.text, role_for(&r.source))
+                .map_or(0.0, |f| f.score);
+            let line = serde_json::json!({"file": file, "source": r.source, "label": r.label, "score": score});
+            let _ = writeln!(lines, "{line}");
+        }
+    }
+    fs::write(out, lines).map_err(|source| EvalError::Read {
+        path: out.to_owned(),
+        source,
+    })
 }
 
 /// Dataset family of a source: "BIPIA/table/train" -> "BIPIA", "spikee 0.9.2 …" -> "spikee".
