@@ -3,7 +3,11 @@
 DATA_DIR ?= ../shared/data
 JUDGE_BIN := $(CARGO_TARGET_DIR)/release/sluice-judge
 # The encoder runs in ONNX Runtime, loaded from PyPI onnxruntime's library (scripts/setup.d/judge.sh).
-export ORT_DYLIB_PATH ?= $(shell scripts/onnxruntime-lib 2>/dev/null)
+# Looked up again when empty: `make test` installs it in `setup`, then runs a sub-make.
+ifeq ($(ORT_DYLIB_PATH),)
+ORT_DYLIB_PATH := $(shell scripts/onnxruntime-lib 2>/dev/null)
+endif
+export ORT_DYLIB_PATH
 
 BUILD_TARGETS += build-judge
 
@@ -37,7 +41,7 @@ train-manifest: build-judge
 # points, sha256 of the weights and of the manifest) into $(ENCODER_DIR).
 train-judge: train-venv train-manifest
 	$(TRAIN_ENCODER) --base "$(ENCODER_BASE)" --out $(ENCODER_DIR)
-	rm -f $(ENCODER_DIR)/result.json $(ENCODER_DIR)/scores.jsonl
+	rm -f $(ENCODER_DIR)/result.json $(ENCODER_DIR)/scores.jsonl $(ENCODER_DIR)/val_scores.jsonl
 	sha256sum $(ENCODER_DIR)/encoder.onnx
 
 # Leave-family-out: $(LOFO_FOLDS) trainings of the same recipe, each without a third of the

@@ -54,6 +54,15 @@ async fn client(addr: &str) -> JudgeClient<Channel> {
         .expect("connect")
 }
 
+async fn metrics_text(s: &Running) -> String {
+    reqwest::get(&s.metrics)
+        .await
+        .expect("metrics GET")
+        .text()
+        .await
+        .expect("metrics body")
+}
+
 fn req(text: &str) -> ClassifyRequest {
     ClassifyRequest {
         text: text.into(),
@@ -109,12 +118,7 @@ async fn classifies_attacks_and_benign_texts_and_caches() {
         .expect_err("unknown kind is rejected");
     assert_eq!(bad.code(), tonic::Code::InvalidArgument);
 
-    let metrics = reqwest::get(&s.metrics)
-        .await
-        .expect("metrics GET")
-        .text()
-        .await
-        .expect("metrics body");
+    let metrics = metrics_text(&s).await;
     assert!(
         metrics.contains("sluice_judge_cache_hits_total{backend=\"embedded\"} 1"),
         "{metrics}"
@@ -166,12 +170,7 @@ async fn judges_each_part_with_its_kind_and_answers_the_most_severe() {
         .into_inner();
     assert_eq!(benign.verdict(), Verdict::Allow, "{benign:?}");
     // The question was judged once and then served from the cache.
-    let metrics = reqwest::get(&s.metrics)
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("body");
+    let metrics = metrics_text(&s).await;
     assert!(
         metrics.contains("sluice_judge_cache_hits_total{backend=\"embedded\"} 1"),
         "{metrics}"

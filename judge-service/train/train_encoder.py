@@ -304,12 +304,15 @@ def operating_points(rows, scores, block_fpr, alert_fpr):
 
     prompt = lambda r: not r["document"]
     doc = lambda r: r["document"]
-    return {
-        "threshold": pick(prompt, block_fpr),
-        "suspicious": pick(prompt, alert_fpr),
-        "document_threshold": pick(doc, block_fpr),
-        "document_suspicious": pick(doc, alert_fpr),
-    }
+    ops = {"threshold": pick(prompt, block_fpr), "suspicious": pick(prompt, alert_fpr)}
+    if any(doc(r) and r["label"] == 0 for r in rows):
+        ops["document_threshold"] = pick(doc, block_fpr)
+        ops["document_suspicious"] = pick(doc, alert_fpr)
+    else:
+        # No benign documents to calibrate on (a fold without BIPIA): documents get the prompts'.
+        ops["document_threshold"] = ops["threshold"]
+        ops["document_suspicious"] = ops["suspicious"]
+    return ops
 
 
 TALLY = ("attacks", "attacks_blocked", "benign", "benign_blocked", "benign_flagged")
@@ -445,11 +448,12 @@ def main():
     }
     if args.fold:
         result["left_out"] = sorted(left_out)
-    # Per-row scores of the measured rows, for choosing operating points and combinations.
-    with open(os.path.join(args.out, "scores.jsonl"), "w", encoding="utf-8") as f:
-        for r, sc, enc in zip(test, test_scores, test_enc):
-            keep = {k: r[k] for k in ("source", "family", "lang", "label", "document", "ngram") if k in r}
-            f.write(json.dumps({**keep, "score": float(sc), "encoder": float(enc)}, ensure_ascii=False) + "\n")
+    # Per-row scores of the measured and the validation rows, for comparing models offline.
+    for name, part, sc, enc in (("scores", test, test_scores, test_enc), ("val_scores", val, val_scores, val_enc)):
+        with open(os.path.join(args.out, f"{name}.jsonl"), "w", encoding="utf-8") as f:
+            for r, s, e in zip(part, sc, enc):
+                keep = {k: r[k] for k in ("source", "family", "lang", "label", "document", "ngram") if k in r}
+                f.write(json.dumps({**keep, "score": float(s), "encoder": float(e)}, ensure_ascii=False) + "\n")
     with open(os.path.join(args.out, "result.json"), "w", encoding="utf-8") as f:
         json.dump(result, f, indent=1, ensure_ascii=False)
     if not args.fold:
