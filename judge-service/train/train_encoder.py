@@ -1,13 +1,18 @@
 """Fine-tunes the judge's encoder (all-MiniLM-L6-v2 + a linear head) on the training manifest
 written by `sluice-judge dataset`, exports it to ONNX, quantises it to int8 and picks the
-operating points on held-out rows with the quantised model, as the judge will run it.
+operating points on held-out rows with the quantised model blended with the n-gram model, as
+the judge will run it.
 
 Reproducible on CPU: fixed seed, fixed thread count, deterministic sampling and batching.
-Two modes:
-  final:  train on every family's non-held-out rows; thresholds from the held-out rows.
+Modes:
+  final:  train on every family's non-held-out rows; operating points from the held-out rows;
+          writes encoder.onnx, tokenizer.json and encoder.json into --out.
   --fold K/N: leave-family-out. Families are dealt into N folds; fold K's families are left out
-          of training entirely and only measured; thresholds come from the held-out rows of the
-          families that were trained on (never from the family measured).
+          of training entirely and only measured; operating points come from the held-out rows
+          of the families that were trained on (never from the family measured). With
+          --ngram-from, the blend uses an n-gram model trained without those families too.
+  --evaluate-only: score the encoder already in --out again (new blend, new rule).
+  --merge DIRS: fold results into one leave-family-out record (`sluice-judge eval` prints it).
 """
 
 import argparse
@@ -37,10 +42,6 @@ CLS, SEP, PAD = 101, 102, 0
 
 def log(*a):
     print(*a, file=sys.stderr, flush=True)
-
-
-def h(s):
-    return int.from_bytes(hashlib.sha256(s.encode()).digest()[:8], "little")
 
 
 def windows(ids):
