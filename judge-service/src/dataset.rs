@@ -9,7 +9,7 @@ use std::path::Path;
 use crate::data;
 use crate::model::LinearModel;
 use crate::normalize::normalize;
-use crate::segment::segments;
+use crate::segment::segment_ranges;
 
 /// Dev files the manifest is built from (never the test file).
 pub const FILES: [&str; 2] = [data::DEV_FILE, data::EXTRA_FILE];
@@ -68,11 +68,9 @@ pub fn export(
 }
 
 fn most_suspicious_offset(model: &LinearModel, text: &str) -> Option<usize> {
-    let base = text.as_ptr() as usize;
-    segments(text)
+    segment_ranges(text)
         .into_iter()
-        .map(|s| (s, model.score_segment(s)))
+        .map(|r| (r.start, model.score_segment(&text[r])))
         .max_by(|a, b| a.1.total_cmp(&b.1))
-        // Segments are subslices of `text`: their offset is the pointer difference.
-        .map(|(s, _)| s.as_ptr() as usize - base)
+        .map(|(start, _)| start)
 }

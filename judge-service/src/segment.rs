@@ -11,6 +11,14 @@ pub const MIN_SEGMENT_BYTES: usize = 25;
 /// breaks), short ones joined to their successor. Every byte of the text is in exactly one
 /// piece, so nothing escapes scoring; an empty text gives one empty piece.
 pub fn segments(normalised: &str) -> Vec<&str> {
+    segment_ranges(normalised)
+        .into_iter()
+        .map(|r| &normalised[r])
+        .collect()
+}
+
+/// The byte ranges of [`segments`] in `normalised`, each trimmed of surrounding whitespace.
+pub fn segment_ranges(normalised: &str) -> Vec<std::ops::Range<usize>> {
     let bytes = normalised.as_bytes();
     // Byte ranges of the pieces; each starts where the previous ended.
     let mut ranges: Vec<std::ops::Range<usize>> = Vec::new();
@@ -30,7 +38,13 @@ pub fn segments(normalised: &str) -> Vec<&str> {
         Some(last) if rest.len() < MIN_SEGMENT_BYTES => last.end = bytes.len(),
         _ => ranges.push(start..bytes.len()),
     }
-    ranges.into_iter().map(|r| normalised[r].trim()).collect()
+    ranges.into_iter().map(|r| trimmed(normalised, r)).collect()
+}
+
+fn trimmed(text: &str, r: std::ops::Range<usize>) -> std::ops::Range<usize> {
+    let piece = &text[r.clone()];
+    let start = r.start + (piece.len() - piece.trim_start().len());
+    start..start + piece.trim().len()
 }
 
 #[cfg(test)]
