@@ -38,14 +38,8 @@ pub fn text_for(slots: &[&TextSlot], max_bytes: usize) -> Option<(String, pb::Te
     } else {
         pb::TextKind::Prompt
     };
-    let mut text = String::new();
-    for slot in judged {
-        if !text.is_empty() {
-            text.push_str("\n\n");
-        }
-        text.push_str(&slot.text);
-    }
-    Some((truncate(text, max_bytes), kind))
+    let text = join(slots, &[Role::User, Role::Tool, Role::Document], max_bytes);
+    Some((text, kind))
 }
 
 /// The same texts split by where they sit: the users' turns as one PROMPT part, tool results
@@ -53,19 +47,12 @@ pub fn text_for(slots: &[&TextSlot], max_bytes: usize) -> Option<(String, pb::Te
 /// result to the document operating point instead of diluting it with the user's question.
 /// Each part is truncated to `max_bytes`.
 pub fn parts_for(slots: &[&TextSlot], max_bytes: usize) -> Vec<pb::Part> {
-    let join = |roles: &[Role]| {
-        let mut text = String::new();
-        for slot in slots.iter().filter(|s| roles.contains(&s.role)) {
-            if !text.is_empty() {
-                text.push_str("\n\n");
-            }
-            text.push_str(&slot.text);
-        }
-        truncate(text, max_bytes)
-    };
     [
-        (join(&[Role::User]), pb::TextKind::Prompt),
-        (join(&[Role::Tool, Role::Document]), pb::TextKind::Document),
+        (join(slots, &[Role::User], max_bytes), pb::TextKind::Prompt),
+        (
+            join(slots, &[Role::Tool, Role::Document], max_bytes),
+            pb::TextKind::Document,
+        ),
     ]
     .into_iter()
     .filter(|(text, _)| !text.is_empty())
@@ -74,6 +61,18 @@ pub fn parts_for(slots: &[&TextSlot], max_bytes: usize) -> Vec<pb::Part> {
         kind: kind as i32,
     })
     .collect()
+}
+
+/// The texts of the slots in `roles`, in order, separated by blank lines, cut at `max_bytes`.
+fn join(slots: &[&TextSlot], roles: &[Role], max_bytes: usize) -> String {
+    let mut text = String::new();
+    for slot in slots.iter().filter(|s| roles.contains(&s.role)) {
+        if !text.is_empty() {
+            text.push_str("\n\n");
+        }
+        text.push_str(&slot.text);
+    }
+    truncate(text, max_bytes)
 }
 
 fn truncate(mut text: String, max_bytes: usize) -> String {
