@@ -488,7 +488,7 @@ def write_release(args, onnx_path, ops):
         "args": {
             k: v
             for k, v in vars(args).items()
-            if k not in ("manifest", "base", "out", "merge", "ngram_from", "evaluate_only")
+            if k not in ("manifest", "base", "out", "merge", "ngram_from", "evaluate_only", "print_fold")
         },
         "versions": {
             "torch": torch.__version__,
