@@ -121,6 +121,9 @@ impl Encoder {
                 Session::builder(env)
                     .and_then(|b| b.with_intra_threads(threads.max(1)).map_err(Into::into))
                     .and_then(|b| b.with_inter_threads(1).map_err(Into::into))
+                    // ONNX Runtime's pool spins after each run by default: on a 2-core node
+                    // that burns the cores Envoy and the app need between requests.
+                    .and_then(|b| b.with_intra_op_spinning(false).map_err(Into::into))
                     .and_then(|mut b| b.commit_from_file(&model))
                     .map(Mutex::new)
                     .map_err(|e| load_err("encoder.onnx", e.to_string()))

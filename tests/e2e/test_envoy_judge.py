@@ -25,6 +25,22 @@ def judged_config(failure="open", timeout_ms=300):
     return config
 
 
+def stop(pid):
+    """SIGSTOP, then wait until every thread has stopped: a group stop is asynchronous, and a
+    thread still running can answer one more call."""
+    os.kill(pid, signal.SIGSTOP)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        states = []
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/stat") as f:
+                states.append(f.read().rsplit(")", 1)[1].split()[0])
+        if all(s in ("T", "t") for s in states):
+            return
+        time.sleep(0.001)
+    raise AssertionError(f"process {pid} did not stop: thread states {states}")
+
+
 def chat(proxy, text):
     return requests.post(f"{proxy.url}/v1/chat/completions", timeout=30,
                          json={"model": "m", "messages": [{"role": "user", "content": text}]})
@@ -93,7 +109,7 @@ def test_the_judge_blocks_an_attack_the_filter_only_reported(judge, envoy_for, f
 def test_a_slow_judge_times_out_per_policy(own_judge, envoy_for, failure, status):
     proxy = envoy_for(own_judge.port, failure=failure, timeout_ms=300)
     assert chat(proxy, BENIGN).status_code == 200
-    os.kill(own_judge.process.proc.pid, signal.SIGSTOP)  # alive, accepting, never answering
+    stop(own_judge.process.proc.pid)  # alive, accepting, never answering
     try:
         start = time.monotonic()
         r = chat(proxy, BENIGN)
