@@ -187,7 +187,7 @@ impl Encoder {
             .try_extract_tensor::<f32>()
             .map_err(infer)?;
         let best = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        Ok(1.0 / (1.0 + (-best).exp()))
+        Ok(crate::model::sigmoid(best))
     }
 
     /// A free session if there is one, else waits for the first.

@@ -71,29 +71,23 @@ pub fn table(title: &str, by: &BTreeMap<String, Tally>) -> String {
     for (k, t) in by {
         pooled.merge(t);
         let name: String = k.chars().take(48).collect();
-        let _ = writeln!(
-            out,
-            "{:<48} {:>6} {:>8} {:>6} {:>8} {:>8}",
-            name,
-            t.attacks,
-            rate(t.attacks_blocked, t.attacks),
-            t.benign,
-            rate(t.benign_blocked, t.benign),
-            rate(t.benign_flagged, t.benign)
-        );
+        let _ = writeln!(out, "{}", row(&name, t));
     }
-    let _ = writeln!(
-        out,
-        "{:<48} {:>6} {:>8} {:>6} {:>8} {:>8}",
-        "ALL (pooled)",
-        pooled.attacks,
-        rate(pooled.attacks_blocked, pooled.attacks),
-        pooled.benign,
-        rate(pooled.benign_blocked, pooled.benign),
-        rate(pooled.benign_flagged, pooled.benign)
-    );
+    let _ = writeln!(out, "{}", row("ALL (pooled)", &pooled));
     let _ = writeln!(out, "{}", worst(by));
     out
+}
+
+fn row(name: &str, t: &Tally) -> String {
+    format!(
+        "{:<48} {:>6} {:>8} {:>6} {:>8} {:>8}",
+        name,
+        t.attacks,
+        rate(t.attacks_blocked, t.attacks),
+        t.benign,
+        rate(t.benign_blocked, t.benign),
+        rate(t.benign_flagged, t.benign)
+    )
 }
 
 /// Worst attack recall and worst benign block / flag rates among keys with at least 20 rows of
