@@ -42,13 +42,13 @@ pub fn hash_user(salt: &str, user: &str) -> String {
 /// in key order, as a `serde_json::Value` prints them) rather than through a `Value` tree: the
 /// adapter records the event twice per exchange, and the tree's maps showed in the profile.
 pub fn event(ex: &Exchange, ctx: &Context, salt: &str) -> String {
-    let verdict = &ex.verdict;
+    let verdict = ex.verdict();
     let (kind, outcome, kind_type) = match verdict.action {
         Action::Allow => ("event", "success", "access"),
         Action::Alert | Action::Redact => ("alert", "success", "access"),
         Action::Block => ("alert", "failure", "denied"),
     };
-    let usage = ex.usage.usage();
+    let usage = ex.usage().usage();
     let doc = Event {
         timestamp: timestamp(ctx.now_ms),
         destination: ctx.destination.and_then(host_port).map(Endpoint::new),
@@ -66,8 +66,8 @@ pub fn event(ex: &Exchange, ctx: &Context, salt: &str) -> String {
             operation: Name {
                 name: operation(ex),
             },
-            request: ex.model.as_deref().map(|model| Model { model }),
-            system: ex.endpoint.provider.name(),
+            request: ex.model().map(|model| Model { model }),
+            system: ex.endpoint().provider.name(),
             // Only when an answer came: a request refused locally spent nothing.
             usage: usage.as_ref().map(|u| Tokens {
                 input_tokens: u.input,
@@ -80,7 +80,7 @@ pub fn event(ex: &Exchange, ctx: &Context, salt: &str) -> String {
         sluice: SluiceFields {
             action: verdict.action.name(),
             detections: &verdict.detections,
-            prompt: ex.logged_prompt.as_deref(),
+            prompt: ex.logged_prompt(),
             route: ctx.route,
             // One key per name, the last value winning, as in a JSON map.
             scores: verdict
@@ -88,7 +88,7 @@ pub fn event(ex: &Exchange, ctx: &Context, salt: &str) -> String {
                 .iter()
                 .map(|&(name, score)| (name, round3(score)))
                 .collect(),
-            stream: ex.stream,
+            stream: ex.streamed_answer(),
             usage: usage.as_ref().map(|u| Estimated {
                 estimated: u.estimated,
             }),
@@ -251,7 +251,7 @@ fn round3(score: f32) -> f64 {
 /// The GenAI semantic conventions' operation name.
 fn operation(ex: &Exchange) -> &'static str {
     use crate::providers::Api;
-    match ex.endpoint.api {
+    match ex.endpoint().api {
         Api::Embeddings => "embeddings",
         Api::Completions => "text_completion",
         Api::GenerateContent => "generate_content",
@@ -286,7 +286,7 @@ mod tests {
     /// The event as it was built before the structs: a `serde_json::Value` tree. The
     /// structs must print the very same bytes.
     fn event_via_value(ex: &Exchange, ctx: &Context, salt: &str) -> String {
-        let verdict = &ex.verdict;
+        let verdict = ex.verdict();
         let (kind, outcome, kind_type) = match verdict.action {
             Action::Allow => ("event", "success", "access"),
             Action::Alert | Action::Redact => ("alert", "success", "access"),
@@ -315,19 +315,19 @@ mod tests {
             "http": { "request": { "id": ctx.request_id } },
             "url": { "path": ctx.path.split('?').next().unwrap_or_default() },
             "gen_ai": {
-                "system": ex.endpoint.provider.name(),
+                "system": ex.endpoint().provider.name(),
                 "operation": { "name": operation(ex) },
             },
             "sluice": {
                 "action": verdict.action.name(),
                 "detections": verdict.detections,
-                "stream": ex.stream,
+                "stream": ex.streamed_answer(),
             },
         });
-        if let Some(model) = &ex.model {
+        if let Some(model) = ex.model() {
             doc["gen_ai"]["request"] = serde_json::json!({ "model": model });
         }
-        if let Some(usage) = ex.usage.usage() {
+        if let Some(usage) = ex.usage().usage() {
             doc["gen_ai"]["usage"] = serde_json::json!({
                 "input_tokens": usage.input,
                 "output_tokens": usage.output,
@@ -351,7 +351,7 @@ mod tests {
                 .collect();
             doc["sluice"]["scores"] = serde_json::Value::Object(scores);
         }
-        if let Some(prompt) = &ex.logged_prompt {
+        if let Some(prompt) = ex.logged_prompt() {
             doc["sluice"]["prompt"] = serde_json::json!(prompt);
         }
         if let Some(route) = ctx.route {
@@ -405,16 +405,16 @@ mod tests {
         for body in bodies {
             for (answered, scored) in [(false, false), (true, false), (true, true)] {
                 let mut ex = engine.start("/v1/chat/completions").unwrap();
-                let _ = engine.inspect_request(&mut ex, body, "r");
+                let _ = engine.inspect_request(&mut ex, body);
                 if answered {
-                    ex.usage.answer_status(200);
+                    ex.usage_mut().answer_status(200);
                     let answer = br#"{"choices":[{"message":{"role":"assistant","content":"ok"}}],"usage":{"prompt_tokens":7}}"#;
-                    let _ = engine.inspect_answer(&mut ex, answer, "r");
+                    let _ = engine.inspect_answer(&mut ex, answer);
                 }
                 if scored {
-                    ex.verdict.note_score("zeta", 0.123_456);
-                    ex.verdict.note_score("alpha", f32::NAN);
-                    ex.verdict.note_score("mid", 1.0);
+                    ex.verdict_mut().note_score("zeta", 0.123_456);
+                    ex.verdict_mut().note_score("alpha", f32::NAN);
+                    ex.verdict_mut().note_score("mid", 1.0);
                 }
                 for ctx in &contexts {
                     assert_eq!(event(&ex, ctx, "salt"), event_via_value(&ex, ctx, "salt"));
@@ -446,7 +446,7 @@ mod tests {
         let mut ex = engine.start("/v1/chat/completions").unwrap();
         let body =
             br#"{"model":"gpt-4o","messages":[{"role":"user","content":"mail jane@example.com"}]}"#;
-        let _ = engine.inspect_request(&mut ex, body, "r1");
+        let _ = engine.inspect_request(&mut ex, body);
         let ctx = Context {
             request_id: "r1",
             path: "/v1/chat/completions?x=1",
@@ -499,7 +499,7 @@ mod tests {
         let event_for = |config: &str| {
             let engine = Engine::new(Config::parse(config.as_bytes()).unwrap());
             let mut ex = engine.start("/v1/chat/completions").unwrap();
-            let _ = engine.inspect_request(&mut ex, body, "r");
+            let _ = engine.inspect_request(&mut ex, body);
             serde_json::from_str::<serde_json::Value>(&event(&ex, &ctx, "")).unwrap()
         };
         assert!(event_for("{}")["sluice"].get("prompt").is_none());
@@ -530,10 +530,10 @@ mod tests {
         let mut ex = engine.start("/v1/messages").unwrap();
         let body =
             br#"{"model":"claude","max_tokens":9,"messages":[{"role":"user","content":"hi"}]}"#;
-        let _ = engine.inspect_request(&mut ex, body, "r");
-        ex.usage.answer_status(200);
+        let _ = engine.inspect_request(&mut ex, body);
+        ex.usage_mut().answer_status(200);
         let answer = br#"{"content":[{"type":"text","text":"ok"}],"usage":{"input_tokens":12,"output_tokens":3}}"#;
-        let _ = engine.inspect_answer(&mut ex, answer, "r");
+        let _ = engine.inspect_answer(&mut ex, answer);
         let doc: serde_json::Value = serde_json::from_str(&event(&ex, &ctx, "")).unwrap();
         assert_eq!(doc["gen_ai"]["usage"]["input_tokens"], 12);
         assert_eq!(doc["gen_ai"]["usage"]["output_tokens"], 3);
@@ -541,14 +541,11 @@ mod tests {
 
         // No usage stated: estimated from the texts (2 bytes of prompt, 8 of answer).
         let mut ex = engine.start("/v1/chat/completions").unwrap();
-        let _ = engine.inspect_request(
-            &mut ex,
-            br#"{"messages":[{"role":"user","content":"hi"}]}"#,
-            "r",
-        );
-        ex.usage.answer_status(200);
+        let _ =
+            engine.inspect_request(&mut ex, br#"{"messages":[{"role":"user","content":"hi"}]}"#);
+        ex.usage_mut().answer_status(200);
         let answer = br#"{"choices":[{"message":{"role":"assistant","content":"12345678"}}]}"#;
-        let _ = engine.inspect_answer(&mut ex, answer, "r");
+        let _ = engine.inspect_answer(&mut ex, answer);
         let doc: serde_json::Value = serde_json::from_str(&event(&ex, &ctx, "")).unwrap();
         assert_eq!(
             doc["gen_ai"]["usage"],

@@ -91,8 +91,8 @@ pub struct JudgeConfig {
     pub max_text_bytes: usize,
     /// What a `BLOCK` verdict does: `Block` or `Alert`.
     pub action: Action,
-    /// What a judge error or timeout does: fail open (`Alert`) or closed (`Block`).
-    pub failure: Action,
+    /// What a judge error or timeout does.
+    pub failure: JudgeFailure,
 }
 
 /// A per-route override, matched by path prefix (first match wins).
@@ -106,7 +106,7 @@ pub struct Route {
     /// `false` keeps this route's texts away from the judge.
     pub use_judge: bool,
     /// Overrides `JudgeConfig::failure` on this route.
-    pub judge_failure: Option<Action>,
+    pub judge_failure: Option<JudgeFailure>,
     pub max_tokens: Option<TokenLimit>,
     /// Replaces the top-level allow-list on this route.
     pub allow: Option<AllowList>,
@@ -308,7 +308,7 @@ struct RawJudge {
     #[serde(default)]
     action: Option<RawJudgeAction>,
     #[serde(default)]
-    failure: Option<RawFailure>,
+    failure: Option<JudgeFailure>,
 }
 
 #[derive(Deserialize, Clone, Copy)]
@@ -318,21 +318,13 @@ enum RawJudgeAction {
     Block,
 }
 
-/// `open`: allow and alert when the judge fails; `closed`: block.
-#[derive(Deserialize, Clone, Copy)]
+/// What a judge error or timeout does. `open`: let the request through with a
+/// `judge_error` alert; `closed`: block it with 503.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
-enum RawFailure {
+pub enum JudgeFailure {
     Open,
     Closed,
-}
-
-impl RawFailure {
-    fn action(self) -> Action {
-        match self {
-            RawFailure::Open => Action::Alert,
-            RawFailure::Closed => Action::Block,
-        }
-    }
 }
 
 #[derive(Deserialize, Clone, Copy)]
@@ -363,7 +355,7 @@ struct RawRoute {
     #[serde(default)]
     judge: Option<bool>,
     #[serde(default)]
-    judge_failure: Option<RawFailure>,
+    judge_failure: Option<JudgeFailure>,
     #[serde(default)]
     max_tokens: Option<RawTokenLimit>,
     #[serde(default)]
@@ -419,7 +411,7 @@ impl Config {
                 provider: r.provider,
                 policy,
                 use_judge: r.judge.unwrap_or(true),
-                judge_failure: r.judge_failure.map(RawFailure::action),
+                judge_failure: r.judge_failure,
                 max_tokens: match &r.max_tokens {
                     Some(t) => Some(token_limit(t, &format!("{at}.max_tokens"))?),
                     None => max_tokens,
@@ -558,7 +550,7 @@ fn parse_judge(raw: RawJudge) -> Result<JudgeConfig, ConfigError> {
             RawJudgeAction::Alert => Action::Alert,
             RawJudgeAction::Block => Action::Block,
         },
-        failure: raw.failure.unwrap_or(RawFailure::Open).action(),
+        failure: raw.failure.unwrap_or(JudgeFailure::Open),
     })
 }
 
@@ -669,10 +661,10 @@ mod tests {
         .unwrap();
         let judge = c.judge.unwrap();
         assert_eq!(judge.timeout_ms, 300);
-        assert_eq!(judge.failure, Action::Block);
+        assert_eq!(judge.failure, JudgeFailure::Closed);
         assert_eq!(judge.action, Action::Block);
         assert!(!c.routes[0].use_judge);
-        assert_eq!(c.routes[1].judge_failure, Some(Action::Alert));
+        assert_eq!(c.routes[1].judge_failure, Some(JudgeFailure::Open));
         let err = Config::parse(br#"{"judge":{"cluster":"j","timeout_ms":0}}"#).unwrap_err();
         assert_eq!(err.field, "judge.timeout_ms");
         let err = Config::parse(br#"{"judge":{"timeout_ms":5}}"#).unwrap_err();

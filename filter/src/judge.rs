@@ -4,7 +4,7 @@
 
 use prost::Message;
 
-use crate::config::JudgeConfig;
+use crate::config::{JudgeConfig, JudgeFailure};
 use crate::model::{Role, TextSlot};
 use crate::policy::Action;
 
@@ -114,12 +114,17 @@ pub enum Outcome {
 }
 
 /// Interprets a finished call: gRPC status and, when OK, the `ClassifyResponse` bytes.
-pub fn outcome(config: &JudgeConfig, failure: Action, grpc_status: u32, message: &[u8]) -> Outcome {
+pub fn outcome(
+    config: &JudgeConfig,
+    failure: JudgeFailure,
+    grpc_status: u32,
+    message: &[u8],
+) -> Outcome {
     let failed = |why: &str| {
         log::warn!("judge call failed: {why}");
         match failure {
-            Action::Block => Outcome::Block(JUDGE_ERROR),
-            _ => Outcome::Alert(JUDGE_ERROR),
+            JudgeFailure::Closed => Outcome::Block(JUDGE_ERROR),
+            JudgeFailure::Open => Outcome::Alert(JUDGE_ERROR),
         }
     };
     if grpc_status != GRPC_OK {
@@ -148,7 +153,7 @@ mod tests {
             min_score: 0.0,
             max_text_bytes: 10,
             action,
-            failure: Action::Alert,
+            failure: JudgeFailure::Open,
         }
     }
 
@@ -164,37 +169,47 @@ mod tests {
     fn verdicts_and_failures() {
         let block = config(Action::Block);
         assert_eq!(
-            outcome(&block, Action::Alert, 0, &answer(pb::Verdict::Block)),
+            outcome(&block, JudgeFailure::Open, 0, &answer(pb::Verdict::Block)),
             Outcome::Block(JUDGE)
         );
         assert_eq!(
-            outcome(&block, Action::Alert, 0, &answer(pb::Verdict::Suspicious)),
+            outcome(
+                &block,
+                JudgeFailure::Open,
+                0,
+                &answer(pb::Verdict::Suspicious)
+            ),
             Outcome::Alert(JUDGE)
         );
         assert_eq!(
-            outcome(&block, Action::Alert, 0, &answer(pb::Verdict::Allow)),
+            outcome(&block, JudgeFailure::Open, 0, &answer(pb::Verdict::Allow)),
             Outcome::Allow
         );
         let alert = config(Action::Alert);
         assert_eq!(
-            outcome(&alert, Action::Alert, 0, &answer(pb::Verdict::Block)),
+            outcome(&alert, JudgeFailure::Open, 0, &answer(pb::Verdict::Block)),
             Outcome::Alert(JUDGE)
         );
         // Timeouts (status 4 or 1), dead service (14), garbage: the failure policy decides.
         assert_eq!(
-            outcome(&block, Action::Alert, 14, &[]),
+            outcome(&block, JudgeFailure::Open, 14, &[]),
             Outcome::Alert(JUDGE_ERROR)
         );
         assert_eq!(
-            outcome(&block, Action::Block, 4, &[]),
+            outcome(&block, JudgeFailure::Closed, 4, &[]),
             Outcome::Block(JUDGE_ERROR)
         );
         assert_eq!(
-            outcome(&block, Action::Block, 0, &[0xff, 0xff]),
+            outcome(&block, JudgeFailure::Closed, 0, &[0xff, 0xff]),
             Outcome::Block(JUDGE_ERROR)
         );
         assert_eq!(
-            outcome(&block, Action::Alert, 0, &answer(pb::Verdict::Unspecified)),
+            outcome(
+                &block,
+                JudgeFailure::Open,
+                0,
+                &answer(pb::Verdict::Unspecified)
+            ),
             Outcome::Alert(JUDGE_ERROR)
         );
     }

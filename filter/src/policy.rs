@@ -19,6 +19,9 @@ pub enum Action {
 }
 
 impl Action {
+    /// Every action, weakest first (`action as usize` indexes this).
+    pub const ALL: [Action; 4] = [Action::Allow, Action::Alert, Action::Redact, Action::Block];
+
     pub fn name(self) -> &'static str {
         match self {
             Action::Allow => "allow",

@@ -225,7 +225,7 @@ mod tests {
                 prop_assert!(text.get(f.span.clone()).is_some(), "{:?} in {:?}", f, text);
                 prop_assert!((0.0..=1.0).contains(&f.score));
             }
-            let mut v = crate::redact::vault::Vault::new();
+            let mut v = crate::redact::vault::Vault::default();
             let values: Vec<Finding> = out.into_iter().filter(|f| f.detector.is_value()).collect();
             let red = v.redact(&text, &values);
             let _ = v.restore(&red);

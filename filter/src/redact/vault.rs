@@ -13,8 +13,8 @@ struct Entry {
 }
 
 /// Lives as long as one request: filled while the prompt is redacted, read while the answer is
-/// restored. Secrets are never restored unless `restore_secrets` is set: a model that echoes a
-/// key back should not hand it to whoever reads the answer.
+/// restored. Secrets are never restored: a model that echoes a key back should not hand it to
+/// whoever reads the answer.
 #[derive(Default, Debug)]
 pub struct Vault {
     entries: Vec<Entry>,
@@ -26,12 +26,10 @@ pub struct Vault {
 }
 
 impl Vault {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Whether `restore` puts secrets back too (default: no, they stay as placeholders).
-    pub fn with_restore_secrets(mut self, restore: bool) -> Self {
+    /// Makes `restore` put secrets back too, for tests of the placeholder mechanics alone; the
+    /// filter never restores secrets.
+    #[cfg(test)]
+    fn with_restore_secrets(mut self, restore: bool) -> Self {
         self.restore_secrets = restore;
         self
     }
@@ -144,10 +142,6 @@ pub struct StreamRestorer {
 }
 
 impl StreamRestorer {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
     /// Takes the next delta; returns the text that can be emitted now.
     pub fn push(&mut self, vault: &Vault, delta: &str) -> String {
         self.pending.push_str(delta);
@@ -202,7 +196,7 @@ mod tests {
 
     #[test]
     fn same_value_same_placeholder() {
-        let mut v = Vault::new();
+        let mut v = Vault::default();
         let r = redact_all(&mut v, "a@x.io and b@y.io, again a@x.io");
         assert_eq!(r, "<EMAIL_1> and <EMAIL_2>, again <EMAIL_1>");
         let r2 = redact_all(&mut v, "from b@y.io");
@@ -216,11 +210,11 @@ mod tests {
     #[test]
     fn secrets_not_restored_by_default() {
         let t = "key ghp_8aK2mZq9LwX4rT7yB1nC5vD3fG6hJ0pQsE2u mail a@x.io";
-        let mut v = Vault::new();
+        let mut v = Vault::default();
         let r = redact_all(&mut v, t);
         assert_eq!(r, "key <GITHUB_TOKEN_1> mail <EMAIL_1>");
         assert_eq!(v.restore(&r), "key <GITHUB_TOKEN_1> mail a@x.io");
-        let mut v = Vault::new().with_restore_secrets(true);
+        let mut v = Vault::default().with_restore_secrets(true);
         let r = redact_all(&mut v, t);
         assert_eq!(v.restore(&r), t);
     }
@@ -228,7 +222,7 @@ mod tests {
     #[test]
     fn literal_placeholder_in_input_is_kept() {
         let t = "<EMAIL_1> is literal, a@x.io is not";
-        let mut v = Vault::new();
+        let mut v = Vault::default();
         let r = redact_all(&mut v, t);
         assert_eq!(r, "<EMAIL_1> is literal, <EMAIL_2> is not");
         assert_eq!(v.restore(&r), t);
@@ -236,7 +230,7 @@ mod tests {
 
     #[test]
     fn bad_spans_are_skipped() {
-        let mut v = Vault::new();
+        let mut v = Vault::default();
         let f = |a, b| Finding {
             detector: DetectorId::Pii,
             kind: "X",
@@ -249,14 +243,14 @@ mod tests {
 
     #[test]
     fn stream_split_placeholders() {
-        let mut v = Vault::new();
+        let mut v = Vault::default();
         let r = redact_all(&mut v, "mail a@x.io or call +44 20 7946 0958");
         let answer = format!("Sure, {r} < 3 ok <");
         for cut in 0..answer.len() {
             if !answer.is_char_boundary(cut) {
                 continue;
             }
-            let mut s = StreamRestorer::new();
+            let mut s = StreamRestorer::default();
             let mut got = s.push(&v, &answer[..cut]);
             assert!(s.pending_len() < v.max_placeholder_len());
             got += &s.push(&v, &answer[cut..]);
@@ -287,13 +281,13 @@ mod tests {
         fn redact_then_restore_round_trips(parts in proptest::collection::vec(piece(), 0..12),
                                            cuts in proptest::collection::vec(0usize..400, 0..6)) {
             let text = parts.join(" ");
-            let mut v = Vault::new().with_restore_secrets(true);
+            let mut v = Vault::default().with_restore_secrets(true);
             let red = redact_all(&mut v, &text);
             prop_assert_eq!(v.restore(&red), text.clone());
             // Streamed in arbitrary deltas gives the same result.
             let mut bounds: Vec<usize> = cuts.into_iter().map(|c| c % (red.len() + 1)).filter(|c| red.is_char_boundary(*c)).collect();
             bounds.sort_unstable();
-            let mut s = StreamRestorer::new();
+            let mut s = StreamRestorer::default();
             let mut got = String::new();
             let mut prev = 0;
             for b in bounds {

@@ -6,6 +6,7 @@ use std::collections::{HashMap, HashSet};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
 
+use crate::engine::Metric;
 use crate::policy::Action;
 use crate::usage::Usage;
 
@@ -65,12 +66,7 @@ impl Metrics {
     pub fn define() -> Metrics {
         Metrics {
             requests: counter("sluice_requests_total"),
-            by_action: [
-                counter("sluice_action_allow_total"),
-                counter("sluice_action_alert_total"),
-                counter("sluice_action_redact_total"),
-                counter("sluice_action_block_total"),
-            ],
+            by_action: Action::ALL.map(|a| counter(&format!("sluice_action_{}_total", a.name()))),
             parse_errors: counter("sluice_parse_errors_total"),
             budget_errors: counter("sluice_budget_errors_total"),
             judge_calls: counter("sluice_judge_calls_total"),
@@ -121,7 +117,7 @@ impl Metrics {
     /// Counts a finished exchange: requests by provider and by provider and model, and its
     /// tokens by direction in total, by provider and by provider and model; estimated counts
     /// are included and also summed in `sluice_tokens_estimated_total`.
-    pub fn exchange(&self, provider: &'static str, model: Option<&str>, usage: Option<&Usage>) {
+    fn exchange(&self, provider: &'static str, model: Option<&str>, usage: Option<&Usage>) {
         let by_provider = self.provider_counters(provider);
         let by_model = self.model_counters(provider, model);
         bump(by_provider.requests);
@@ -140,7 +136,7 @@ impl Metrics {
     }
 
     /// Detections by name (`sluice_detection_pii_total`, `sluice_detection_judge_error_total`, ...).
-    pub fn detection(&self, name: &'static str) {
+    fn detection(&self, name: &'static str) {
         let id = *self
             .detections
             .borrow_mut()
@@ -176,38 +172,28 @@ impl Metrics {
         label
     }
 
-    /// A judge call that ended: its round trip (none when it could not be sent) and whether
-    /// it failed (not sent, timed out, or a gRPC error).
-    pub fn judge(&self, latency_ms: Option<u64>, failed: bool) {
-        bump(self.judge_calls);
-        if failed {
-            bump(self.judge_failures);
+    /// Counts one of an exchange's metric events.
+    pub fn emit(&self, metric: &Metric) {
+        match metric {
+            Metric::Request => bump(self.requests),
+            Metric::Action(action) => bump(self.by_action[*action as usize]),
+            Metric::Exchange {
+                provider,
+                model,
+                usage,
+            } => self.exchange(provider, model.as_deref(), usage.as_ref()),
+            Metric::Detection(name) => self.detection(name),
+            Metric::ParseError => bump(self.parse_errors),
+            Metric::BudgetError => bump(self.budget_errors),
+            Metric::Judge { latency_ms, failed } => {
+                bump(self.judge_calls);
+                if *failed {
+                    bump(self.judge_failures);
+                }
+                if let (Some(id), Some(ms)) = (self.judge_latency, latency_ms) {
+                    let _ = hostcalls::record_metric(id, *ms);
+                }
+            }
         }
-        if let (Some(id), Some(ms)) = (self.judge_latency, latency_ms) {
-            let _ = hostcalls::record_metric(id, ms);
-        }
-    }
-
-    pub fn request(&self) {
-        bump(self.requests);
-    }
-
-    pub fn action(&self, action: Action) {
-        let i = match action {
-            Action::Allow => 0,
-            Action::Alert => 1,
-            Action::Redact => 2,
-            Action::Block => 3,
-        };
-        bump(self.by_action[i]);
-    }
-
-    pub fn parse_error(&self) {
-        bump(self.parse_errors);
-    }
-
-    /// Shared data failed while checking or charging a budget (the request went through).
-    pub fn budget_error(&self) {
-        bump(self.budget_errors);
     }
 }

@@ -1,0 +1,132 @@
+//! The whole-answer stage: output checks on a complete (non-streamed) answer, masking what
+//! policy redacts, restoring the request's placeholders; and, for answers nothing inspects,
+//! reading only their token usage.
+
+use super::{apply, Decision, Engine, Exchange};
+use crate::detect::{DetectorId, Finding};
+use crate::model::TextSlot;
+use crate::providers::{self, json};
+
+/// The detectors `Detectors::scan_answer` runs.
+const ANSWER_DETECTORS: [DetectorId; 5] = [
+    DetectorId::OutputScript,
+    DetectorId::OutputExfiltration,
+    DetectorId::OutputRefusal,
+    DetectorId::Pii,
+    DetectorId::Secrets,
+];
+
+impl Engine {
+    /// Whether an answer needs to be looked at at all: placeholders to restore, or a check on
+    /// answers switched on. When not, answers pass with no buffering or processing.
+    pub(crate) fn inspects_answer(&self, ex: &Exchange) -> bool {
+        let policy = self.policy(ex);
+        let length_limited =
+            self.config.max_answer_bytes.is_some() && policy.is_enabled(DetectorId::OutputLength);
+        !ex.vault.is_empty() || length_limited || policy.any_enabled(&ANSWER_DETECTORS)
+    }
+
+    /// Inspects a complete, non-streamed answer body: output checks on the provider's text,
+    /// then placeholders from the request's redaction are put back. The status line is already
+    /// on its way, so a blocked answer is rewritten to the provider-format error.
+    pub(crate) fn inspect_answer(&self, ex: &mut Exchange, body: &[u8]) -> Decision {
+        let policy = self.policy(ex);
+        let Ok(text) = std::str::from_utf8(body) else {
+            return Decision::Forward;
+        };
+        ex.usage.report(providers::answer_usage(ex.endpoint, text));
+        let slots = match providers::parse_answer(ex.endpoint, text) {
+            Ok(slots) => slots,
+            // Error answers and unknown shapes from the provider go back as they are.
+            Err(_) => return Decision::Forward,
+        };
+        ex.usage.answer_text_bytes += slots.iter().map(|s| s.text.len()).sum::<usize>();
+        let mut blocked_by = None;
+        let mut changed = Vec::new();
+        let mut findings = Vec::new();
+        if let Some(max_bytes) = self.config.max_answer_bytes {
+            let total: usize = slots.iter().map(|s| s.text.len()).sum();
+            if total > max_bytes {
+                apply(
+                    policy,
+                    &[length_finding()],
+                    &mut ex.verdict,
+                    &mut blocked_by,
+                );
+            }
+        }
+        for slot in slots {
+            findings.clear();
+            self.detectors.scan_answer(&slot.text, &mut findings);
+            let to_redact = apply(policy, &findings, &mut ex.verdict, &mut blocked_by);
+            let masked = mask(&slot.text, &to_redact);
+            let restored = ex.vault.restore(&masked);
+            if restored != slot.text {
+                changed.push(TextSlot {
+                    text: restored,
+                    ..slot
+                });
+            }
+        }
+        if let Some(detector) = blocked_by {
+            let refusal = self.blocked(ex, 502, detector.name());
+            return Decision::Rewrite(refusal.body.into_bytes());
+        }
+        if changed.is_empty() {
+            return Decision::Forward;
+        }
+        let slots: Vec<&TextSlot> = changed.iter().collect();
+        Decision::Rewrite(json::rewrite(text, &slots).into_bytes())
+    }
+
+    /// Reads only the token usage of a whole answer the filter does not otherwise inspect
+    /// (its bytes were passed on as they came; this is a copy).
+    pub(crate) fn observe_answer(&self, ex: &mut Exchange, body: &[u8]) {
+        let Ok(text) = std::str::from_utf8(body) else {
+            return;
+        };
+        ex.usage.report(providers::answer_usage(ex.endpoint, text));
+        if !ex.usage.complete() {
+            if let Ok(slots) = providers::parse_answer(ex.endpoint, text) {
+                ex.usage.answer_text_bytes += slots.iter().map(|s| s.text.len()).sum::<usize>();
+            }
+        }
+    }
+}
+
+/// The `output_length` finding. Its span is empty: length is a property of the whole answer,
+/// with nothing in it to mask.
+pub(super) fn length_finding() -> Finding {
+    Finding {
+        detector: DetectorId::OutputLength,
+        kind: "TOO_LONG",
+        span: 0..0,
+        score: 1.0,
+    }
+}
+
+/// Replaces redacted spans of an answer (data the model should not return) by `[REDACTED:KIND]`.
+fn mask(text: &str, findings: &[Finding]) -> String {
+    if findings.is_empty() {
+        return text.to_owned();
+    }
+    let mut spans: Vec<&Finding> = findings.iter().collect();
+    spans.sort_by_key(|f| f.span.start);
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    for f in spans {
+        let (Some(before), true) = (
+            text.get(at..f.span.start),
+            text.is_char_boundary(f.span.end),
+        ) else {
+            continue;
+        };
+        out.push_str(before);
+        out.push_str("[REDACTED:");
+        out.push_str(f.kind);
+        out.push(']');
+        at = f.span.end;
+    }
+    out.push_str(text.get(at..).unwrap_or_default());
+    out
+}

@@ -1,0 +1,159 @@
+//! The streamed-answer stage: server-sent events framed across chunks, output checks on a
+//! sliding window of the answer so far, placeholders restored delta by delta, a provider-format
+//! error event when policy stops the stream; and token counting for streams nothing inspects.
+
+use super::answer::length_finding;
+use super::{apply, Engine, Exchange};
+use crate::model::{Role, TextSlot};
+use crate::providers::{self, json};
+use crate::stream::answer::{build_event, restore_json, Template};
+use crate::stream::sse;
+
+impl Engine {
+    /// Processes one chunk of a streamed (SSE) answer; returns the bytes to send on. Bytes of an
+    /// event not yet complete are held until it is; at `end` everything left is sent.
+    pub(crate) fn stream_chunk(&self, ex: &mut Exchange, chunk: &[u8], end: bool) -> Vec<u8> {
+        let mut out = Vec::with_capacity(chunk.len() + 64);
+        if ex.answer_stream.stopped {
+            return out;
+        }
+        let events = ex.answer_stream.framer.push(chunk);
+        for raw in events {
+            self.stream_event(ex, &raw, &mut out);
+            if ex.answer_stream.stopped {
+                return out;
+            }
+        }
+        if end {
+            let rest = ex.answer_stream.framer.finish();
+            if !rest.is_empty() {
+                self.stream_event(ex, &rest, &mut out);
+            }
+            flush_held_text(ex, &mut out);
+        }
+        out
+    }
+
+    fn stream_event(&self, ex: &mut Exchange, raw: &[u8], out: &mut Vec<u8>) {
+        let Some(event) = sse::parse_event(raw) else {
+            out.extend_from_slice(raw);
+            return;
+        };
+        if event.data.is_empty() {
+            out.extend_from_slice(raw);
+            return;
+        }
+        let read = providers::stream_event(ex.endpoint, event.name, &event.data);
+        account_stream_event(ex, &read);
+        if read.ends_text {
+            flush_held_text(ex, out);
+        }
+        if read.deltas.is_empty() {
+            match restore_json(&event.data, &ex.vault).filter(|_| !ex.vault.is_empty()) {
+                Some(data) => out.extend(build_event(event.name, &data)),
+                None => out.extend_from_slice(raw),
+            }
+            return;
+        }
+        let policy = self.policy(ex);
+        let mut changed = Vec::with_capacity(read.deltas.len());
+        let mut findings = Vec::new();
+        for slot in &read.deltas {
+            ex.answer_stream.slide(&slot.text);
+            ex.answer_stream.answer_bytes += slot.text.len();
+            findings.clear();
+            self.detectors
+                .scan_answer(&ex.answer_stream.window, &mut findings);
+            if let Some(max_bytes) = self.config.max_answer_bytes {
+                if ex.answer_stream.answer_bytes > max_bytes {
+                    findings.push(length_finding());
+                }
+            }
+            let mut blocked_by = None;
+            // Text already sent cannot be masked: in streams, `redact` on answers reports only.
+            let _ = apply(policy, &findings, &mut ex.verdict, &mut blocked_by);
+            if let Some(detector) = blocked_by {
+                let message = format!(
+                    "Sluice stopped this answer: policy `{}` fired (request id {})",
+                    detector.name(),
+                    ex.head.request_id
+                );
+                let error =
+                    providers::stream_error_event(ex.endpoint.provider, detector.name(), &message);
+                out.extend_from_slice(error.as_bytes());
+                ex.answer_stream.stopped = true;
+                return;
+            }
+            let text = ex.answer_stream.restorer.push(&ex.vault, &slot.text);
+            if text != slot.text {
+                changed.push(TextSlot {
+                    text,
+                    ..slot.clone()
+                });
+            }
+        }
+        if let [only] = read.deltas.as_slice() {
+            ex.answer_stream.template = Some(Template {
+                name: event.name.map(str::to_owned),
+                data: event.data.clone(),
+                literal: only.literal.clone(),
+            });
+        }
+        if changed.is_empty() {
+            out.extend_from_slice(raw);
+        } else {
+            let slots: Vec<&TextSlot> = changed.iter().collect();
+            out.extend(build_event(event.name, &json::rewrite(&event.data, &slots)));
+        }
+    }
+
+    /// Reads only the token usage of a streamed answer the filter does not otherwise inspect:
+    /// events are framed for counting while the bytes pass on untouched.
+    pub(crate) fn observe_stream(&self, ex: &mut Exchange, chunk: &[u8], end: bool) {
+        let mut events = ex.answer_stream.framer.push(chunk);
+        if ex.answer_stream.framer.pending().len() > self.config.max_body_bytes {
+            // An event that never ends is not buffered without bound: it goes uncounted.
+            let _ = ex.answer_stream.framer.finish();
+        }
+        if end {
+            let rest = ex.answer_stream.framer.finish();
+            if !rest.is_empty() {
+                events.push(rest);
+            }
+        }
+        for raw in events {
+            let Some(event) = sse::parse_event(&raw) else {
+                continue;
+            };
+            if !event.data.is_empty() {
+                let read = providers::stream_event(ex.endpoint, event.name, &event.data);
+                account_stream_event(ex, &read);
+            }
+        }
+    }
+}
+
+/// Sends text the restorer held back (a possible placeholder prefix) as one more delta event.
+fn flush_held_text(ex: &mut Exchange, out: &mut Vec<u8>) {
+    let stream = &mut ex.answer_stream;
+    if stream.restorer.pending_len() == 0 {
+        return;
+    }
+    let held = stream.restorer.finish(&ex.vault);
+    let Some(template) = &stream.template else {
+        return;
+    };
+    let slot = TextSlot {
+        role: Role::Assistant,
+        literal: template.literal.clone(),
+        text: held,
+    };
+    let data = json::rewrite(&template.data, &[&slot]);
+    out.extend(build_event(template.name.as_deref(), &data));
+}
+
+/// Counts a streamed event's usage report and answer text.
+fn account_stream_event(ex: &mut Exchange, read: &providers::StreamEvent) {
+    ex.usage.report(read.usage);
+    ex.usage.answer_text_bytes += read.deltas.iter().map(|d| d.text.len()).sum::<usize>();
+}
