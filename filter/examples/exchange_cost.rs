@@ -104,7 +104,7 @@ fn run(name: &str, config: &str) {
             .request_headers(&request, false, &mut host)
             .expect("route");
         black_box(engine.request_body(&mut ex, body.len(), true, &mut host));
-        black_box(engine.response_headers(&mut ex, &response, false, &mut host));
+        black_box(engine.response_headers(&mut ex, || response.clone(), false, &mut host));
         black_box(engine.response_body(&mut ex, answer.len(), true, &mut host));
         black_box(engine.finish(&mut ex, &mut host));
     }

@@ -4,7 +4,7 @@
 //! UTF-8 read as absent instead of trapping the VM (as the SDK's `String` helpers do).
 
 /// The pairs of one header map, in Envoy's order.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Headers {
     pairs: Vec<(String, Vec<u8>)>,
 }

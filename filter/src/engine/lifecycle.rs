@@ -147,17 +147,19 @@ impl Engine {
     }
 
     /// Response headers: picks how the answer body is handled (inspected whole, streamed,
-    /// only counted, or passed) and says which headers to change.
+    /// only counted, or passed) and says which headers to change. `read` fetches the headers
+    /// (a host call), skipped for an exchange already answered locally.
     pub fn response_headers<H: Host>(
         &self,
         ex: &mut Exchange,
-        headers: &Headers,
+        read: impl FnOnce() -> Headers,
         end_of_stream: bool,
         host: &mut H,
     ) -> HeaderEdits {
         if ex.refused {
             return HeaderEdits::default();
         }
+        let headers = read();
         let status = headers.get(":status").and_then(|s| s.parse::<u16>().ok());
         ex.usage.answer_status(status.unwrap_or(0));
         self.record_audit(ex, host);

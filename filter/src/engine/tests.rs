@@ -666,7 +666,7 @@ fn the_answer_is_handled_by_its_content_type() {
     let mut ex = start(&mut host);
     let edits = e.response_headers(
         &mut ex,
-        &response_headers("application/json"),
+        || response_headers("application/json"),
         false,
         &mut host,
     );
@@ -688,7 +688,7 @@ fn the_answer_is_handled_by_its_content_type() {
     let mut ex = start(&mut host);
     e.response_headers(
         &mut ex,
-        &response_headers("text/event-stream"),
+        || response_headers("text/event-stream"),
         false,
         &mut host,
     );
@@ -700,7 +700,7 @@ fn the_answer_is_handled_by_its_content_type() {
     );
     // Anything else passes untouched and unread.
     let mut ex = start(&mut host);
-    let edits = e.response_headers(&mut ex, &response_headers("text/plain"), false, &mut host);
+    let edits = e.response_headers(&mut ex, || response_headers("text/plain"), false, &mut host);
     assert!(edits.remove.is_empty());
     let reads = host.reads;
     assert_eq!(
@@ -720,7 +720,7 @@ fn answers_nothing_inspects_are_only_counted() {
     let (mut ex, _, _) = e.request_headers(&headers, false, &mut host).unwrap();
     let edits = e.response_headers(
         &mut ex,
-        &response_headers("application/json"),
+        || response_headers("application/json"),
         false,
         &mut host,
     );

@@ -241,10 +241,10 @@ impl HttpContext for Stream {
             return Flow::Continue;
         };
         let map = MapType::HttpResponseHeaders;
-        let headers = headers::fetch(map);
+        let read = || headers::fetch(map);
         let edits = self
             .engine
-            .response_headers(ex, &headers, end_of_stream, &mut calls);
+            .response_headers(ex, read, end_of_stream, &mut calls);
         edit(map, &edits);
         Flow::Continue
     }
