@@ -93,11 +93,12 @@ impl Engine {
         }
     }
 
-    /// Whether the answer's tokens are to be charged: a token budget applies and usage is known.
-    pub(super) fn charges_tokens(&self, ex: &Exchange) -> bool {
-        let usage = ex.usage.usage();
-        self.budget_limits(ex).is_some_and(|l| l.tokens.is_some())
-            && usage.is_some_and(|u| u.total() > 0)
+    /// The caller's budget and the answer's tokens, when a token budget applies and the answer
+    /// used any: the one test of whether there is anything to charge.
+    pub(super) fn tokens_to_charge(&self, ex: &Exchange) -> Option<(Limits, u64)> {
+        let limits = self.budget_limits(ex).filter(|l| l.tokens.is_some())?;
+        let tokens = ex.usage.usage()?.total();
+        (tokens > 0).then_some((limits, tokens))
     }
 
     /// Charges the answer's tokens (reported or estimated) to the caller's token budget. A
@@ -109,14 +110,10 @@ impl Engine {
         store: &mut S,
         now_s: u64,
     ) -> bool {
-        let (Some(limits), Some(usage)) = (self.budget_limits(ex), ex.usage.usage()) else {
+        let Some((limits, tokens)) = self.tokens_to_charge(ex) else {
             return false;
         };
-        if limits.tokens.is_none() || usage.total() == 0 {
-            return false;
-        }
-        let charged =
-            budget::charge_tokens(store, self.identity(ex), &limits, now_s, usage.total());
+        let charged = budget::charge_tokens(store, self.identity(ex), &limits, now_s, tokens);
         match charged {
             Ok(_) => false,
             Err(e) => {

@@ -325,7 +325,7 @@ impl Engine {
             return;
         }
         ex.tokens_charged = true;
-        if self.charges_tokens(ex) {
+        if self.tokens_to_charge(ex).is_some() {
             let now_s = host.now().as_secs();
             self.charge_tokens(ex, host.store(), now_s);
         }
