@@ -7,7 +7,6 @@ use std::ops::Range;
 use crate::model::Role;
 
 pub mod injection;
-pub mod injection_model;
 pub mod normalize;
 pub mod output;
 pub mod pii;

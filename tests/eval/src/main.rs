@@ -614,7 +614,7 @@ fn cross_validate(args: &Args) -> Result<(), EvalError> {
 fn train_model(
     d: &Detectors,
     args: &Args,
-) -> Result<sluice_filter::detect::injection_model::LinearModel, EvalError> {
+) -> Result<sluice_filter::detect::injection::model::LinearModel, EvalError> {
     let rows: Vec<InjectionRow> = read_jsonl(&args.data.join("prompt_injection_dev.jsonl"))?;
     let rows: Vec<(String, u8, String, bool)> = rows
         .into_iter()

@@ -6,8 +6,8 @@
 
 use std::collections::HashMap;
 
+use sluice_filter::detect::injection::model::{length_norm, LinearModel, BUCKETS};
 use sluice_filter::detect::injection::InjectionDetector;
-use sluice_filter::detect::injection_model::{length_norm, LinearModel, BUCKETS};
 
 /// One row: its windows' features, lexicon score, label and weight. An attack row that spans
 /// several windows is learnt from its highest-scoring window only (multiple-instance learning):
