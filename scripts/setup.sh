@@ -17,7 +17,7 @@ for component in rustfmt clippy; do
     fi
 done
 
-# Debian packages: wrk for benchmarks, protoc for the gRPC contract.
+# Debian packages: wrk for benchmarks, protoc for the test that checks the generated gRPC code.
 missing=()
 command -v wrk >/dev/null || missing+=(wrk)
 command -v protoc >/dev/null || missing+=(protobuf-compiler)

@@ -29,7 +29,7 @@ fn main() {
     };
     let secrets = sluice_filter::detect::secrets::SecretDetector::new();
     let output = sluice_filter::detect::output::OutputDetector::new();
-    let mut norm = sluice_filter::detect::normalize::Normalized::default();
+    let mut norm = sluice_text::normalize::Normalized::default();
     let mut out = Vec::new();
     let mut total = 0usize;
     for _ in 0..n {
@@ -45,7 +45,7 @@ fn main() {
             "secrets" => secrets.scan(&text, &mut out),
             "output" => output.scan(&text, &mut out),
             "normalize" => {
-                sluice_filter::detect::normalize::normalize(&text, &mut norm);
+                sluice_text::normalize::for_matching(&text, &mut norm);
                 total += norm.text.len();
             }
             other => {
@@ -132,10 +132,10 @@ fn dump_all(paths: &[String]) {
     }
     let stdout = std::io::stdout();
     let mut w = std::io::BufWriter::new(stdout.lock());
-    let mut norm = sluice_filter::detect::normalize::Normalized::default();
+    let mut norm = sluice_text::normalize::Normalized::default();
     let mut out = Vec::new();
     for (row, text) in texts.iter().enumerate() {
-        sluice_filter::detect::normalize::normalize(text, &mut norm);
+        sluice_text::normalize::for_matching(text, &mut norm);
         let mut h = std::collections::hash_map::DefaultHasher::new();
         norm.text.hash(&mut h);
         norm.map.hash(&mut h);

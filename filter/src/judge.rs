@@ -8,10 +8,8 @@ use crate::config::{JudgeConfig, JudgeFailure};
 use crate::model::{Role, TextSlot};
 use crate::policy::Action;
 
-/// Messages generated from `judge-service/proto/sluice/judge/v1/judge.proto`.
-pub mod pb {
-    include!(concat!(env!("OUT_DIR"), "/sluice.judge.v1.rs"));
-}
+/// The judge's messages, from the contract both sides build from (`judge-proto/`).
+pub use sluice_judge_proto::v1 as pb;
 
 pub const SERVICE: &str = "sluice.judge.v1.Judge";
 pub const METHOD: &str = "Classify";
@@ -72,12 +70,7 @@ fn join(slots: &[&TextSlot], roles: &[Role], max_bytes: usize) -> String {
         }
         text.push_str(&slot.text);
     }
-    truncate(text, max_bytes)
-}
-
-fn truncate(mut text: String, max_bytes: usize) -> String {
-    text.truncate(text.floor_char_boundary(max_bytes));
-    text
+    sluice_text::truncate_owned(text, max_bytes)
 }
 
 /// The encoded `ClassifyRequest`: the joined `text` for judges that predate `parts`, and the

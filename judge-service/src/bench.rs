@@ -35,7 +35,7 @@ pub fn texts(seeds: &[String], n: usize, bytes: usize) -> Vec<String> {
                 t.push(' ');
                 j = j.wrapping_mul(31).wrapping_add(7);
             }
-            crate::normalize::truncate(&t, bytes).to_string()
+            sluice_text::truncate(&t, bytes).to_string()
         })
         .collect()
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::features::hash64;
-use crate::normalize::normalize;
+use sluice_text::normalize::for_model;
 
 /// Training rows: the dev file. Never train on [`TEST_FILE`].
 pub const DEV_FILE: &str = "prompt_injection_dev.jsonl";
@@ -69,7 +69,7 @@ pub fn load(path: &Path) -> Result<Vec<Row>, DataError> {
 pub fn is_held_out(row: &Row) -> bool {
     let key = match payload_family(row) {
         Some(family) => hash64(SPLIT_SEED, family.as_bytes()),
-        None => hash64(SPLIT_SEED, normalize(&row.text).as_bytes()),
+        None => hash64(SPLIT_SEED, for_model(&row.text).as_bytes()),
     };
     key.is_multiple_of(HOLDOUT_MODULUS)
 }

@@ -8,8 +8,8 @@ use std::path::Path;
 
 use crate::data;
 use crate::model::LinearModel;
-use crate::normalize::normalize;
-use crate::segment::segment_ranges;
+use sluice_text::normalize::for_model;
+use sluice_text::segment::segment_ranges;
 
 /// Dev files the manifest is built from (never the test file).
 pub const FILES: [&str; 2] = [data::DEV_FILE, data::EXTRA_FILE];
@@ -43,7 +43,7 @@ pub fn export(
     let mut n = 0;
     for file in FILES {
         for row in data::load(&data_dir.join(file))? {
-            let text = normalize(&row.text);
+            let text = for_model(&row.text);
             let focus = (row.label == 1 && text.len() > FOCUS_MIN_BYTES)
                 .then(|| most_suspicious_offset(model, &text))
                 .flatten();

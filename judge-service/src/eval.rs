@@ -9,8 +9,8 @@ use std::path::Path;
 
 use crate::backend::embedded::EmbeddedBackend;
 use crate::data::{self, Row};
-use crate::normalize::normalize;
 use crate::proto::{TextKind, Verdict};
+use sluice_text::normalize::for_model;
 
 /// Targets of the detection issue: benign sources at most this blocked / flagged, attacks at
 /// least this blocked.
@@ -132,7 +132,7 @@ fn tally(
 ) -> Result<Keyed, Box<dyn std::error::Error>> {
     let (mut by_key, mut by_lang): Keyed = Default::default();
     for r in rows {
-        let score = backend.score_blocking(&normalize(&r.text))?;
+        let score = backend.score_blocking(&for_model(&r.text))?;
         let v = backend.verdict(score, kind(r));
         let key = if key_by_source {
             r.source.clone()

@@ -34,7 +34,7 @@ impl Featurizer {
         self.dims_log2
     }
 
-    /// Features of already normalised text (see [`crate::normalize::normalize`]).
+    /// Features of already normalised text (see [`sluice_text::normalize::for_model`]).
     pub fn features(&self, normalised: &str) -> SparseVec {
         let mask = (1u64 << self.dims_log2) - 1;
         let mut idx: Vec<u32> = Vec::with_capacity(normalised.len() * (MAX_CHAR_NGRAM + 1));

@@ -12,12 +12,11 @@ pub mod eval;
 pub mod features;
 pub mod metrics;
 pub mod model;
-pub mod normalize;
-pub mod segment;
 pub mod server;
 pub mod train;
 
-/// Code generated from `proto/sluice/judge/v1/judge.proto`.
+/// The contract, `judge-proto/proto/sluice/judge/v1/judge.proto`: messages and services.
 pub mod proto {
-    tonic::include_proto!("sluice.judge.v1");
+    pub use sluice_judge_proto::grpc::*;
+    pub use sluice_judge_proto::v1::*;
 }

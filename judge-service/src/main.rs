@@ -302,7 +302,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         Command::Score { embedded } => {
             let backend = embedded.build()?;
             for line in std::io::stdin().lines() {
-                let normalised = sluice_judge::normalize::normalize(&line?);
+                let normalised = sluice_text::normalize::for_model(&line?);
                 let score = backend.score_blocking(&normalised)?;
                 let verdict = backend.verdict(score, TextKind::Prompt).as_str_name();
                 println!("{score:.4}\t{verdict}\t{normalised}");

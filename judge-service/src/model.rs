@@ -1,11 +1,11 @@
 //! The embedded linear model: weights over hashed n-gram features, a bias, and the decision
 //! threshold and grey-zone floor picked on held-out data at training time. A text is scored
-//! line by line and sentence by sentence ([`crate::segment`]); its score is the highest. Weights
+//! line by line and sentence by sentence ([`sluice_text::segment`]); its score is the highest. Weights
 //! are stored quantised to `i8` with one scale, so the shipped file is 2^k bytes plus a header.
 
 use crate::features::{Featurizer, SparseVec};
-use crate::normalize::normalize;
-use crate::segment::segments;
+use sluice_text::normalize::for_model;
+use sluice_text::segment::segments;
 
 const MAGIC: &[u8; 4] = b"SLJM";
 /// Version 2 scores segments (version 1 scored the whole text with the same file layout).
@@ -98,7 +98,7 @@ impl LinearModel {
 
     /// Attack probability of raw text.
     pub fn score(&self, text: &str) -> f32 {
-        self.score_normalised(&normalize(text))
+        self.score_normalised(&for_model(text))
     }
 
     /// Serialises with weights quantised to `i8`.

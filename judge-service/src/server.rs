@@ -13,9 +13,10 @@ use tonic::{Request, Response, Status};
 use crate::backend::Backend;
 use crate::cache::{self, Cache};
 use crate::metrics::{Metrics, Outcome};
-use crate::normalize::{normalize, truncate};
 use crate::proto::judge_server::{Judge, JudgeServer};
 use crate::proto::{ClassifyRequest, ClassifyResponse, Label, TextKind, Verdict};
+use sluice_text::normalize::for_model;
+use sluice_text::truncate;
 
 /// Service limits; the CLI fills these from flags or environment.
 #[derive(Debug, Clone)]
@@ -175,7 +176,7 @@ impl JudgeService {
             if text.is_empty() && !pieces.is_empty() {
                 continue;
             }
-            pieces.push((kind, normalize(text)));
+            pieces.push((kind, for_model(text)));
         }
         if pieces.is_empty() {
             pieces.push((TextKind::Prompt, String::new()));

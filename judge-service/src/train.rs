@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use crate::data::{self, Row};
 use crate::features::{Featurizer, SparseVec};
 use crate::model::{sigmoid, LinearModel};
-use crate::normalize::normalize;
-use crate::segment::segments;
+use sluice_text::normalize::for_model;
+use sluice_text::segment::segments;
 
 #[derive(Debug, Clone)]
 pub struct TrainConfig {
@@ -84,7 +84,7 @@ pub fn train(cfg: &TrainConfig) -> Result<LinearModel, TrainError> {
     let mut xs: Vec<SparseVec> = Vec::new();
     let mut owner: Vec<usize> = Vec::new();
     for (i, r) in fit.iter().enumerate() {
-        for s in segments(&normalize(&r.text)) {
+        for s in segments(&for_model(&r.text)) {
             xs.push(featurizer.features(s));
             owner.push(i);
         }

@@ -13,6 +13,7 @@ use node_probe_common::{
     is_mapped_v4, Addr, ConnectEvent, Reason, TlsEvent, Verdict, TLS_QUERY_DROPPED,
 };
 use serde_json::{json, Value};
+use sluice_text::nul_terminated;
 
 use crate::cgroups::workload;
 
@@ -80,7 +81,7 @@ impl TlsRequest {
 /// ECS document for a TLS request line.
 pub fn ecs_tls(req: &TlsRequest, cgroup: Option<&Path>, now: SystemTime) -> Value {
     let ev = &req.raw;
-    let comm = c_str(&ev.comm);
+    let comm = nul_terminated(&ev.comm);
     let w = cgroup.map(workload).unwrap_or_default();
     let mut doc = json!({
         "@timestamp": rfc3339(now),
@@ -115,11 +116,6 @@ pub fn ecs_tls(req: &TlsRequest, cgroup: Option<&Path>, now: SystemTime) -> Valu
     doc
 }
 
-fn c_str(bytes: &[u8]) -> String {
-    let len = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
-    String::from_utf8_lossy(&bytes[..len]).into_owned()
-}
-
 pub fn to_ip(a: &Addr) -> IpAddr {
     if is_mapped_v4(a) {
         IpAddr::V4(Ipv4Addr::new(a[12], a[13], a[14], a[15]))
@@ -152,12 +148,7 @@ pub fn ecs(conn: &Connection, provider: &str, cgroup: Option<&Path>, now: System
     let ev = &conn.raw;
     let dest = conn.destination();
     let verdict = verdict_name(conn.verdict);
-    let comm_len = ev
-        .comm
-        .iter()
-        .position(|&b| b == 0)
-        .unwrap_or(ev.comm.len());
-    let comm = String::from_utf8_lossy(&ev.comm[..comm_len]);
+    let comm = nul_terminated(&ev.comm);
     let alert = conn.verdict != Verdict::Meshed;
     let blocked = ev.blocked != 0;
     let w = cgroup.map(workload).unwrap_or_default();

@@ -7,11 +7,9 @@ use std::ops::Range;
 use crate::model::Role;
 
 pub mod injection;
-pub mod normalize;
 pub mod output;
 pub mod pii;
 pub mod secrets;
-pub mod unicode;
 
 pub use output::{
     check_json, check_language, check_length, Language, LanguageExpectation, LengthLimit,

@@ -666,7 +666,7 @@ pub fn detect_language(text: &str) -> Option<Language> {
     }
     let mut counts = [0usize; 6];
     for w in text
-        .split(|c: char| !super::unicode::is_alphabetic(c))
+        .split(|c: char| !sluice_text::chars::is_alphabetic(c))
         .take(2000)
     {
         let w = w.to_lowercase();

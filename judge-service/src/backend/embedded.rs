@@ -133,7 +133,7 @@ fn blended(encoder: &Encoder, ngram: &LinearModel, normalised: &str) -> Result<f
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::normalize::normalize;
+    use sluice_text::normalize::for_model;
 
     const TABLE: &str = "| city | population | country |\n| Lyon | 522,000 | France |\n\
                          | Porto | 232,000 | Portugal |\n| Graz | 291,000 | Austria |";
@@ -147,7 +147,7 @@ mod tests {
 
     async fn separates_obvious_cases(b: &EmbeddedBackend) {
         let verdict = |text: String, kind| async move {
-            b.classify(&normalize(&text), kind)
+            b.classify(&for_model(&text), kind)
                 .await
                 .expect("classifies")
         };

@@ -1,5 +1,5 @@
-//! Prompt injection and jailbreak detection. The text is normalised (see `normalize`), then one
-//! aho-corasick automaton finds lexicon entries in eight languages (the word lists are data, in
+//! Prompt injection and jailbreak detection. The text is normalised for matching
+//! (`sluice_text::normalize::for_matching`), then one aho-corasick automaton finds lexicon entries in eight languages (the word lists are data, in
 //! `lexicon/*.txt`): override verbs, their targets (instructions, rules), reveal verbs, secret
 //! objects, possessives, jailbreak persona words and strong phrases. Signals combine by proximity ("ignore" then "instructions" within a few words)
 //! and then by noisy-or into one score. Embedded base64/hex/URL-encoded payloads are decoded and
@@ -15,8 +15,10 @@ use lexicon::{Class, Lexicon};
 use model::LinearModel;
 use Class::*;
 
-use super::normalize::{decoded_payloads, normalize, Normalized};
-use super::unicode::is_alphanumeric;
+use sluice_text::chars::is_alphanumeric;
+use sluice_text::decode::decoded_payloads;
+use sluice_text::normalize::{for_matching, Normalized};
+
 use super::{DetectorId, Finding};
 use crate::model::Role;
 
@@ -74,7 +76,7 @@ impl InjectionDetector {
     /// What the model sees for one text: the lexicon score and each window's feature buckets.
     pub fn training_inputs(&self, text: &str, role: Role) -> (f32, Vec<Vec<u32>>) {
         let mut norm = Normalized::default();
-        normalize(text, &mut norm);
+        for_matching(text, &mut norm);
         let (lex, _) = self.lexicon_score(text, &norm, role);
         let mut toks = Vec::new();
         model::tokens(&norm.text, &mut toks);
@@ -100,7 +102,7 @@ impl InjectionDetector {
         // Decoded payloads: an encoded instruction is itself suspicious, so its signals add.
         for (range, decoded) in decoded_payloads(text, 8) {
             let mut n2 = Normalized::default();
-            normalize(&decoded, &mut n2);
+            for_matching(&decoded, &mut n2);
             let (s, _) = self.score_normalized(&n2, role, decoded.len());
             if s > 0.2 {
                 let s = 1.0 - (1.0 - s) * 0.8;
@@ -116,7 +118,7 @@ impl InjectionDetector {
     /// Appends one `INJECTION` finding if the text carries any signal (score > 0.2).
     pub fn scan(&self, text: &str, role: Role, out: &mut Vec<Finding>) {
         let mut norm = Normalized::default();
-        normalize(text, &mut norm);
+        for_matching(text, &mut norm);
         let (lex, mut span) = self.lexicon_score(text, &norm, role);
         let mut score = lex;
         // The model decides only where the lexicon saw something: on text unlike its training

@@ -49,7 +49,7 @@ pub fn tokens(norm: &str, out: &mut Vec<u32>) {
         };
         i += c.len_utf8();
         let cjk = is_cjk(c);
-        if crate::detect::unicode::is_alphanumeric(c) && !cjk {
+        if sluice_text::chars::is_alphanumeric(c) && !cjk {
             let mut buf = [0u8; 4];
             for b in c.encode_utf8(&mut buf).bytes() {
                 h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);

@@ -7,7 +7,7 @@
 /// no signal, and very short pieces make noisy scores.
 pub const MIN_SEGMENT_BYTES: usize = 25;
 
-/// Lines and sentences of `normalised` (see [`crate::normalize::normalize`], which keeps line
+/// Lines and sentences of `normalised` (see [`crate::normalize::for_model`], which keeps line
 /// breaks), short ones joined to their successor. Every byte of the text is in exactly one
 /// piece, so nothing escapes scoring; an empty text gives one empty piece.
 pub fn segments(normalised: &str) -> Vec<&str> {
