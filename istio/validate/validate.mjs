@@ -80,6 +80,18 @@ function crossChecks(objs, envoyConfig, report) {
     if (!(Number.isInteger(judge?.timeout_ms) && judge.timeout_ms > 0))
       report(name(p), "judge.timeout_ms must be a positive integer");
   }
+  // The sidecars' stats tags are the Envoy config's, for the pods the plugin runs in.
+  const envoyTags = yaml.load(readFileSync(path.join(root, "envoy/envoy.yaml"), "utf8")).stats_config?.stats_tags;
+  const tagFilters = of("EnvoyFilter").filter((f) => f.metadata.name === "sluice-stats-tags");
+  if (tagFilters.length !== 1) report("EnvoyFilter sluice-stats-tags", `expected one, found ${tagFilters.length}`);
+  for (const f of tagFilters) {
+    const patch = (f.spec.configPatches ?? []).find((p) => p.applyTo === "BOOTSTRAP");
+    if (!isDeepStrictEqual(patch?.patch?.value?.stats_config?.stats_tags, envoyTags))
+      report(name(f), "stats_tags differ from envoy/envoy.yaml's stats_config.stats_tags");
+    const want = plugins[0]?.spec?.selector?.matchLabels;
+    if (!isDeepStrictEqual(f.spec.workloadSelector?.labels, want))
+      report(name(f), "workloadSelector differs from the WasmPlugin's selector");
+  }
   // Every provider reachable on cleartext port 80 must leave the mesh as TLS.
   const drs = of("DestinationRule");
   for (const se of of("ServiceEntry")) {
@@ -212,6 +224,7 @@ const mutants = [
   ["Deployment replicas as string", (os) => (os.find((o) => o.kind === "Deployment").spec.replicas = "two")],
   ["judge cluster of the Envoy demo", (os) => (os.find((o) => o.kind === "WasmPlugin").spec.pluginConfig.judge.cluster = "judge")],
   ["pluginConfig drifted from envoy.yaml", (os) => (os.find((o) => o.kind === "WasmPlugin").spec.pluginConfig.pii = { action: "alert" })],
+  ["stats tags drifted from envoy.yaml", (os) => os.find((o) => o.kind === "EnvoyFilter").spec.configPatches[0].patch.value.stats_config.stats_tags.pop()],
   ["provider without TLS origination", (os) => os.splice(os.findIndex((o) => o.kind === "DestinationRule" && o.spec.host === "api.openai.com"), 1)],
 ];
 if (plugin) {

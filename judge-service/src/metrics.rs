@@ -1,9 +1,20 @@
-//! Prometheus metrics in the text exposition format, kept in atomics (no registry crate):
-//! requests by outcome, a latency histogram, cache hits/misses, backend errors, in-flight.
+//! The service's Prometheus metrics, kept in a prometheus-client registry and rendered in the
+//! OpenMetrics text format: Classify calls by outcome, their latency, cache hits and misses,
+//! backend errors and calls in flight. Every series carries the backend's name, so dashboards
+//! can compare backends.
 
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::borrow::Cow;
 use std::time::Duration;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// The media type of [`Metrics::render`]'s output, for the `content-type` header.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Histogram bucket bounds in seconds.
 const BUCKETS: [f64; 12] = [
@@ -11,7 +22,7 @@ const BUCKETS: [f64; 12] = [
 ];
 
 /// gRPC outcomes counted separately.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
 pub enum Outcome {
     Ok,
     InvalidArgument,
@@ -20,128 +31,135 @@ pub enum Outcome {
     Unavailable,
 }
 
-const OUTCOMES: [&str; 5] = [
-    "ok",
-    "invalid_argument",
-    "deadline_exceeded",
-    "resource_exhausted",
-    "unavailable",
-];
+impl Outcome {
+    /// The label value: the gRPC status name in snake case.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::InvalidArgument => "invalid_argument",
+            Outcome::DeadlineExceeded => "deadline_exceeded",
+            Outcome::ResourceExhausted => "resource_exhausted",
+            Outcome::Unavailable => "unavailable",
+        }
+    }
+}
 
-#[derive(Default)]
+impl EncodeLabelValue for Outcome {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
+        std::fmt::Write::write_str(encoder, self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: Outcome,
+}
+
 pub struct Metrics {
-    requests: [AtomicU64; 5],
-    buckets: [AtomicU64; BUCKETS.len()],
-    latency_count: AtomicU64,
-    latency_sum_us: AtomicU64,
-    cache_hits: AtomicU64,
-    cache_misses: AtomicU64,
-    backend_errors: AtomicU64,
-    in_flight: AtomicU64,
+    registry: Registry,
+    requests: Family<OutcomeLabel, Counter>,
+    latency: Histogram,
+    cache_hits: Counter,
+    cache_misses: Counter,
+    backend_errors: Counter,
+    in_flight: Gauge,
 }
 
 impl Metrics {
-    pub fn request(&self, outcome: Outcome, elapsed: Duration) {
-        self.requests[outcome as usize].fetch_add(1, Relaxed);
-        let s = elapsed.as_secs_f64();
-        for (b, bound) in self.buckets.iter().zip(BUCKETS) {
-            if s <= bound {
-                b.fetch_add(1, Relaxed);
-            }
-        }
-        self.latency_count.fetch_add(1, Relaxed);
-        self.latency_sum_us
-            .fetch_add(elapsed.as_micros() as u64, Relaxed);
-    }
-    pub fn cache_hit(&self) {
-        self.cache_hits.fetch_add(1, Relaxed);
-    }
-    pub fn cache_miss(&self) {
-        self.cache_misses.fetch_add(1, Relaxed);
-    }
-    pub fn backend_error(&self) {
-        self.backend_errors.fetch_add(1, Relaxed);
-    }
-    pub fn in_flight_add(&self) {
-        self.in_flight.fetch_add(1, Relaxed);
-    }
-    pub fn in_flight_sub(&self) {
-        self.in_flight.fetch_sub(1, Relaxed);
+    /// Registers every metric, labelled `backend="{backend}"`.
+    pub fn new(backend: &'static str) -> Metrics {
+        let label = (Cow::Borrowed("backend"), Cow::Borrowed(backend));
+        let mut registry = Registry::with_prefix_and_labels("sluice_judge", [label].into_iter());
+        let m = Metrics {
+            requests: Family::default(),
+            latency: Histogram::new(BUCKETS),
+            cache_hits: Counter::default(),
+            cache_misses: Counter::default(),
+            backend_errors: Counter::default(),
+            in_flight: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register("requests", "Classify calls by outcome", m.requests.clone());
+        registry.register(
+            "request_duration_seconds",
+            "Classify latency in the service",
+            m.latency.clone(),
+        );
+        registry.register(
+            "cache_hits",
+            "Answers served from the cache",
+            m.cache_hits.clone(),
+        );
+        registry.register(
+            "cache_misses",
+            "Lookups that went to the backend",
+            m.cache_misses.clone(),
+        );
+        registry.register(
+            "backend_errors",
+            "Backend failures (timeouts, transport, malformed replies)",
+            m.backend_errors.clone(),
+        );
+        registry.register(
+            "in_flight",
+            "Classify calls being processed",
+            m.in_flight.clone(),
+        );
+        Metrics { registry, ..m }
     }
 
-    /// Renders every metric; `backend` labels the series so dashboards can compare backends.
-    pub fn render(&self, backend: &str) -> String {
-        let mut o = String::new();
-        let _ = writeln!(
-            o,
-            "# HELP sluice_judge_requests_total Classify calls by outcome."
-        );
-        let _ = writeln!(o, "# TYPE sluice_judge_requests_total counter");
-        for (name, c) in OUTCOMES.iter().zip(&self.requests) {
-            let _ = writeln!(
-                o,
-                "sluice_judge_requests_total{{backend=\"{backend}\",outcome=\"{name}\"}} {}",
-                c.load(Relaxed)
-            );
-        }
-        let _ = writeln!(
-            o,
-            "# HELP sluice_judge_request_duration_seconds Classify latency in the service."
-        );
-        let _ = writeln!(o, "# TYPE sluice_judge_request_duration_seconds histogram");
-        for (b, bound) in self.buckets.iter().zip(BUCKETS) {
-            let _ = writeln!(
-                o,
-                "sluice_judge_request_duration_seconds_bucket{{backend=\"{backend}\",le=\"{bound}\"}} {}",
-                b.load(Relaxed)
-            );
-        }
-        let count = self.latency_count.load(Relaxed);
-        let _ = writeln!(o, "sluice_judge_request_duration_seconds_bucket{{backend=\"{backend}\",le=\"+Inf\"}} {count}");
-        let _ = writeln!(
-            o,
-            "sluice_judge_request_duration_seconds_sum{{backend=\"{backend}\"}} {}",
-            self.latency_sum_us.load(Relaxed) as f64 / 1e6
-        );
-        let _ = writeln!(
-            o,
-            "sluice_judge_request_duration_seconds_count{{backend=\"{backend}\"}} {count}"
-        );
-        for (name, help, v) in [
-            (
-                "cache_hits_total",
-                "Answers served from the cache.",
-                &self.cache_hits,
-            ),
-            (
-                "cache_misses_total",
-                "Lookups that went to the backend.",
-                &self.cache_misses,
-            ),
-            (
-                "backend_errors_total",
-                "Backend failures (timeouts, transport, malformed replies).",
-                &self.backend_errors,
-            ),
+    pub fn request(&self, outcome: Outcome, elapsed: Duration) {
+        self.requests.get_or_create(&OutcomeLabel { outcome }).inc();
+        self.latency.observe(elapsed.as_secs_f64());
+    }
+    pub fn cache_hit(&self) {
+        self.cache_hits.inc();
+    }
+    pub fn cache_miss(&self) {
+        self.cache_misses.inc();
+    }
+    pub fn backend_error(&self) {
+        self.backend_errors.inc();
+    }
+    pub fn in_flight_add(&self) {
+        self.in_flight.inc();
+    }
+    pub fn in_flight_sub(&self) {
+        self.in_flight.dec();
+    }
+
+    /// Every metric in the OpenMetrics text format ([`CONTENT_TYPE`]).
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_every_series_with_the_backend_label() {
+        let m = Metrics::new("embedded");
+        m.request(Outcome::Ok, Duration::from_millis(3));
+        m.request(Outcome::InvalidArgument, Duration::from_millis(30));
+        m.cache_hit();
+        m.in_flight_add();
+        let text = m.render();
+        for want in [
+            "sluice_judge_requests_total{backend=\"embedded\",outcome=\"ok\"} 1",
+            "sluice_judge_requests_total{backend=\"embedded\",outcome=\"invalid_argument\"} 1",
+            "sluice_judge_request_duration_seconds_count{backend=\"embedded\"} 2",
+            "sluice_judge_request_duration_seconds_bucket{backend=\"embedded\",le=\"0.005\"} 1",
+            "sluice_judge_cache_hits_total{backend=\"embedded\"} 1",
+            "sluice_judge_cache_misses_total{backend=\"embedded\"} 0",
+            "sluice_judge_in_flight{backend=\"embedded\"} 1",
+            "# EOF",
         ] {
-            let _ = writeln!(o, "# HELP sluice_judge_{name} {help}");
-            let _ = writeln!(o, "# TYPE sluice_judge_{name} counter");
-            let _ = writeln!(
-                o,
-                "sluice_judge_{name}{{backend=\"{backend}\"}} {}",
-                v.load(Relaxed)
-            );
+            assert!(text.contains(want), "{want:?} missing from\n{text}");
         }
-        let _ = writeln!(
-            o,
-            "# HELP sluice_judge_in_flight Classify calls being processed."
-        );
-        let _ = writeln!(o, "# TYPE sluice_judge_in_flight gauge");
-        let _ = writeln!(
-            o,
-            "sluice_judge_in_flight{{backend=\"{backend}\"}} {}",
-            self.in_flight.load(Relaxed)
-        );
-        o
     }
 }

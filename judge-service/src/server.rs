@@ -304,7 +304,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let backend = Arc::new(backend);
-    let metrics = Arc::new(Metrics::default());
+    let metrics = Arc::new(Metrics::new(backend.name()));
     let service = JudgeService::new(backend.clone(), limits, metrics.clone());
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -313,15 +313,14 @@ pub async fn serve(
         .await;
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let backend_name = backend.name();
     let app = axum::Router::new().route(
         "/metrics",
         axum::routing::get(move || {
             let metrics = metrics.clone();
             async move {
                 (
-                    [("content-type", "text/plain; version=0.0.4")],
-                    metrics.render(backend_name),
+                    [("content-type", crate::metrics::CONTENT_TYPE)],
+                    metrics.render(),
                 )
             }
         }),

@@ -316,7 +316,7 @@ impl Lab {
     fn scrape(&self) -> String {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(self.metrics).expect("metrics endpoint");
-        s.write_all(b"GET /metrics HTTP/1.1\r\nhost: probe\r\n\r\n")
+        s.write_all(b"GET /metrics HTTP/1.1\r\nhost: probe\r\nconnection: close\r\n\r\n")
             .unwrap();
         let mut body = String::new();
         s.read_to_string(&mut body).unwrap();

@@ -162,6 +162,20 @@ class Envoy:
                 out[name] = int(value)
         return out
 
+    def prometheus(self, prefix="sluice_") -> dict:
+        """The samples of /stats/prometheus whose name starts with `prefix`, keyed by name
+        and the sorted (label, value) pairs."""
+        text = requests.get(f"{self.admin}/stats/prometheus", timeout=5).text
+        out = {}
+        for line in text.splitlines():
+            if not line.startswith(prefix):
+                continue
+            series, _, value = line.rpartition(" ")
+            name, _, labels = series.partition("{")
+            pairs = [p.split("=", 1) for p in labels.rstrip("}").split(",") if p]
+            out[(name, tuple(sorted((k, v.strip('"')) for k, v in pairs)))] = float(value)
+        return out
+
     def stop(self):
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()

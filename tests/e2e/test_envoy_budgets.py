@@ -75,6 +75,7 @@ def test_audit_events_carry_token_usage_streamed_and_not(fake_provider, inspect_
             events = list(raw.parse())
         events_by_id = {e["http"]["request"]["id"]: e for e in proxy.audit_events(expect=4)}
         stats = proxy.stats()
+        prometheus = proxy.prometheus()
     finally:
         proxy.stop()
 
@@ -101,11 +102,24 @@ def test_audit_events_carry_token_usage_streamed_and_not(fake_provider, inspect_
     all_usages = [usage(whole), usage(streamed), usage(with_usage), usage(anthropic_id)]
     assert stats["wasmcustom.sluice_tokens_input_total"] == sum(u[0] for u in all_usages)
     assert stats["wasmcustom.sluice_tokens_output_total"] == sum(u[1] for u in all_usages)
-    assert stats["wasmcustom.sluice_tokens_openai_gpt_4o_mini_output_total"] == sum(u[1] for u in all_usages[:3])
+    assert stats["wasmcustom.sluice_model_tokens_openai_gpt_4o_mini_output_total"] == sum(u[1] for u in all_usages[:3])
     assert stats["wasmcustom.sluice_provider_anthropic_tokens_input_total"] == all_usages[3][0]
     assert stats["wasmcustom.sluice_tokens_estimated_total"] == sum(usage(streamed)[:2])
-    assert stats["wasmcustom.sluice_requests_openai_gpt_4o_mini_total"] == 3
-    assert stats["wasmcustom.sluice_requests_anthropic_claude_3_5_haiku_total"] == 1
+    assert stats["wasmcustom.sluice_model_requests_openai_gpt_4o_mini_total"] == 3
+    assert stats["wasmcustom.sluice_model_requests_anthropic_claude_3_5_haiku_total"] == 1
+
+    # The shipped stats_tags make provider, model and direction labels for Prometheus.
+    def sample(name, **labels):
+        return prometheus.get((name, tuple(sorted(labels.items()))))
+    assert sample("sluice_model_requests_total", provider="openai", model="gpt_4o_mini") == 3
+    assert sample("sluice_model_requests_total", provider="anthropic", model="claude_3_5_haiku") == 1
+    assert sample("sluice_model_tokens_total", provider="openai", model="gpt_4o_mini",
+                  direction="output") == sum(u[1] for u in all_usages[:3])
+    assert sample("sluice_provider_tokens_total", provider="anthropic", direction="input") == all_usages[3][0]
+    assert sample("sluice_tokens_total", direction="input") == sum(u[0] for u in all_usages)
+    assert sample("sluice_provider_requests_total", provider="openai") == 3
+    assert sample("sluice_requests_total") == 4
+    assert sample("sluice_action_total", action="allow") == 4
 
 
 def test_allow_lists_refuse_in_the_providers_format_before_the_provider(fake):
@@ -131,6 +145,8 @@ def test_allow_lists_refuse_in_the_providers_format_before_the_provider(fake):
         reached = fake.requests()
         events = proxy.audit_events(expect=5)
         stats = proxy.stats()
+        detections = {labels: v for (name, labels), v in proxy.prometheus().items()
+                      if name == "sluice_detection_total"}
     finally:
         proxy.stop()
 
@@ -153,6 +169,9 @@ def test_allow_lists_refuse_in_the_providers_format_before_the_provider(fake):
     assert stats["wasmcustom.sluice_detection_model_not_allowed_total"] == 2
     assert stats["wasmcustom.sluice_detection_provider_not_allowed_total"] == 1
     assert stats["wasmcustom.sluice_action_block_total"] == 3
+    # On Prometheus, one family labelled by detection.
+    assert detections[(("detection", "model_not_allowed"),)] == 2
+    assert detections[(("detection", "provider_not_allowed"),)] == 1
 
 
 def test_request_budget_is_shared_by_workers_and_answers_429(fake_provider):

@@ -1,4 +1,7 @@
 //! Envoy stats defined by the filter (exposed as `wasmcustom.sluice_*` on the admin endpoint).
+//! Provider, model, action, detection and direction are parts of the stat names, in fixed
+//! places, so that the `stats_tags` in the shipped Envoy configs turn them into Prometheus
+//! labels (`sluice_model_requests_total{provider="openai",model="gpt_4o_mini"}`).
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
@@ -99,8 +102,8 @@ impl Metrics {
             })
     }
 
-    /// A provider and model's counters: `sluice_requests_openai_gpt_4o_mini_total`,
-    /// `sluice_tokens_openai_gpt_4o_mini_{input,output}_total`.
+    /// A provider and model's counters: `sluice_model_requests_openai_gpt_4o_mini_total`,
+    /// `sluice_model_tokens_openai_gpt_4o_mini_{input,output}_total`.
     fn model_counters(&self, provider: &'static str, model: Option<&str>) -> Named {
         let label = self.model_label(model);
         *self
@@ -108,9 +111,9 @@ impl Metrics {
             .borrow_mut()
             .entry((provider, label))
             .or_insert_with_key(|(_, model)| Named {
-                requests: counter(&format!("sluice_requests_{provider}_{model}_total")),
+                requests: counter(&format!("sluice_model_requests_{provider}_{model}_total")),
                 tokens: DIRECTIONS
-                    .map(|d| counter(&format!("sluice_tokens_{provider}_{model}_{d}_total"))),
+                    .map(|d| counter(&format!("sluice_model_tokens_{provider}_{model}_{d}_total"))),
             })
     }
 

@@ -97,7 +97,7 @@ fn requests_are_counted_in_shared_data_and_refused_with_retry_after() {
     assert_eq!(vm.metric("sluice_detection_request_budget_total"), Some(1));
     assert_eq!(vm.metric("sluice_tokens_input_total"), Some(11));
     assert_eq!(
-        vm.metric("sluice_tokens_openai_gpt_4o_mini_output_total"),
+        vm.metric("sluice_model_tokens_openai_gpt_4o_mini_output_total"),
         Some(5)
     );
 
