@@ -17,8 +17,8 @@ pub const PROMPT_MAX_BYTES: usize = 4096;
 pub struct Context<'a> {
     pub request_id: &'a str,
     pub path: &'a str,
-    /// The caller's identity as configured (a header value or the mTLS principal), unhashed.
-    pub user: Option<&'a str>,
+    /// The caller's identity (a header value or the mTLS principal) as [`hash_user`] gives it.
+    pub user_id: Option<&'a str>,
     /// The downstream peer as Envoy reports it (`ip:port`).
     pub source: Option<&'a str>,
     /// The request's `:authority`: the provider's host as the caller addressed it.
@@ -35,13 +35,13 @@ pub fn hash_user(salt: &str, user: &str) -> String {
         .chain_update([0u8])
         .chain_update(user.as_bytes())
         .finalize();
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    format!("{digest:x}")
 }
 
 /// The ECS document for an exchange, as compact JSON. Serialised from borrowed structs (fields
 /// in key order, as a `serde_json::Value` prints them) rather than through a `Value` tree: the
 /// adapter records the event twice per exchange, and the tree's maps showed in the profile.
-pub fn event(ex: &Exchange, ctx: &Context, salt: &str) -> String {
+pub fn event(ex: &Exchange, ctx: &Context) -> String {
     let verdict = ex.verdict();
     let (kind, outcome, kind_type) = match verdict.action {
         Action::Allow => ("event", "success", "access"),
@@ -97,9 +97,7 @@ pub fn event(ex: &Exchange, ctx: &Context, salt: &str) -> String {
         url: Path {
             path: ctx.path.split('?').next().unwrap_or_default(),
         },
-        user: ctx.user.map(|user| UserId {
-            id: hash_user(salt, user),
-        }),
+        user: ctx.user_id.map(|id| UserId { id }),
     };
     // Serialising borrowed strings, numbers and maps with string keys cannot fail.
     serde_json::to_string(&doc).unwrap_or_default()
@@ -120,7 +118,7 @@ struct Event<'a> {
     source: Option<Endpoint<'a>>,
     url: Path<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    user: Option<UserId>,
+    user: Option<UserId<'a>>,
 }
 
 #[derive(Serialize)]
@@ -202,8 +200,8 @@ struct Path<'a> {
 }
 
 #[derive(Serialize)]
-struct UserId {
-    id: String,
+struct UserId<'a> {
+    id: &'a str,
 }
 
 /// ECS `source` / `destination`: `ip` when the host is an address, else `domain`.
@@ -285,7 +283,7 @@ mod tests {
 
     /// The event as it was built before the structs: a `serde_json::Value` tree. The
     /// structs must print the very same bytes.
-    fn event_via_value(ex: &Exchange, ctx: &Context, salt: &str) -> String {
+    fn event_via_value(ex: &Exchange, ctx: &Context) -> String {
         let verdict = ex.verdict();
         let (kind, outcome, kind_type) = match verdict.action {
             Action::Allow => ("event", "success", "access"),
@@ -340,8 +338,8 @@ mod tests {
         if let Some((host, port)) = ctx.destination.and_then(host_port) {
             doc["destination"] = endpoint(host, port);
         }
-        if let Some(user) = ctx.user {
-            doc["user"] = serde_json::json!({ "id": hash_user(salt, user) });
+        if let Some(id) = ctx.user_id {
+            doc["user"] = serde_json::json!({ "id": id });
         }
         if !verdict.scores.is_empty() {
             let scores: serde_json::Map<String, serde_json::Value> = verdict
@@ -377,7 +375,7 @@ mod tests {
             Context {
                 request_id: "r\"1\u{7f}",
                 path: "/v1/chat/completions?x=1",
-                user: Some("alice"),
+                user_id: Some("2bd806c97f0e00af1a1fc3328fa763a9269723c8db8fac4f93af71db186d6e90"),
                 source: Some("10.1.2.3:41000"),
                 destination: Some("API.openai.com"),
                 route: Some("route \"a\""),
@@ -386,7 +384,7 @@ mod tests {
             Context {
                 request_id: "",
                 path: "/v1/chat/completions",
-                user: None,
+                user_id: None,
                 source: Some("[::1]:8443"),
                 destination: Some("::1"),
                 route: None,
@@ -395,7 +393,7 @@ mod tests {
             Context {
                 request_id: "r",
                 path: "",
-                user: Some("é"),
+                user_id: Some("é"),
                 source: Some(""),
                 destination: Some("host:notaport"),
                 route: None,
@@ -417,7 +415,7 @@ mod tests {
                     ex.verdict_mut().note_score("mid", 1.0);
                 }
                 for ctx in &contexts {
-                    assert_eq!(event(&ex, ctx, "salt"), event_via_value(&ex, ctx, "salt"));
+                    assert_eq!(event(&ex, ctx), event_via_value(&ex, ctx));
                 }
             }
         }
@@ -447,16 +445,17 @@ mod tests {
         let body =
             br#"{"model":"gpt-4o","messages":[{"role":"user","content":"mail jane@example.com"}]}"#;
         let _ = engine.inspect_request(&mut ex, body);
+        let alice = hash_user("pepper", "alice");
         let ctx = Context {
             request_id: "r1",
             path: "/v1/chat/completions?x=1",
-            user: Some("alice"),
+            user_id: Some(&alice),
             source: Some("10.1.2.3:41000"),
             destination: Some("API.openai.com"),
             route: None,
             now_ms: 1_795_392_000_000,
         };
-        let doc: serde_json::Value = serde_json::from_str(&event(&ex, &ctx, "pepper")).unwrap();
+        let doc: serde_json::Value = serde_json::from_str(&event(&ex, &ctx)).unwrap();
         assert_eq!(doc["event"]["action"], "redact");
         assert_eq!(doc["event"]["kind"], "alert");
         assert_eq!(doc["sluice"]["detections"], serde_json::json!(["pii"]));
@@ -490,7 +489,7 @@ mod tests {
         let ctx = Context {
             request_id: "r",
             path: "/v1/chat/completions",
-            user: None,
+            user_id: None,
             source: None,
             destination: None,
             route: None,
@@ -500,7 +499,7 @@ mod tests {
             let engine = Engine::new(Config::parse(config.as_bytes()).unwrap());
             let mut ex = engine.start("/v1/chat/completions").unwrap();
             let _ = engine.inspect_request(&mut ex, body);
-            serde_json::from_str::<serde_json::Value>(&event(&ex, &ctx, "")).unwrap()
+            serde_json::from_str::<serde_json::Value>(&event(&ex, &ctx)).unwrap()
         };
         assert!(event_for("{}")["sluice"].get("prompt").is_none());
         // Even with PII only reported, the log gets placeholders.
@@ -521,7 +520,7 @@ mod tests {
         let ctx = Context {
             request_id: "r",
             path: "/v1/messages",
-            user: None,
+            user_id: None,
             source: None,
             destination: None,
             route: None,
@@ -534,7 +533,7 @@ mod tests {
         ex.usage_mut().answer_status(200);
         let answer = br#"{"content":[{"type":"text","text":"ok"}],"usage":{"input_tokens":12,"output_tokens":3}}"#;
         let _ = engine.inspect_answer(&mut ex, answer);
-        let doc: serde_json::Value = serde_json::from_str(&event(&ex, &ctx, "")).unwrap();
+        let doc: serde_json::Value = serde_json::from_str(&event(&ex, &ctx)).unwrap();
         assert_eq!(doc["gen_ai"]["usage"]["input_tokens"], 12);
         assert_eq!(doc["gen_ai"]["usage"]["output_tokens"], 3);
         assert_eq!(doc["sluice"]["usage"]["estimated"], false);
@@ -546,7 +545,7 @@ mod tests {
         ex.usage_mut().answer_status(200);
         let answer = br#"{"choices":[{"message":{"role":"assistant","content":"12345678"}}]}"#;
         let _ = engine.inspect_answer(&mut ex, answer);
-        let doc: serde_json::Value = serde_json::from_str(&event(&ex, &ctx, "")).unwrap();
+        let doc: serde_json::Value = serde_json::from_str(&event(&ex, &ctx)).unwrap();
         assert_eq!(
             doc["gen_ai"]["usage"],
             serde_json::json!({"input_tokens": 1, "output_tokens": 2})

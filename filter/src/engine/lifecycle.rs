@@ -36,10 +36,11 @@ impl Engine {
                 .get_or_insert_with(|| host.property(&["source", "principal"]))
                 .clone()
         };
-        ex.head.user = match &self.config.audit.user_header {
+        let user = match &self.config.audit.user_header {
             Some(name) => headers.owned(name),
             None => principal_once(host),
         };
+        ex.head.user_id = user.map(|u| audit::hash_user(&self.config.audit.salt, &u));
         if self.config.controls_access() {
             ex.identity = match &self.config.identity_header {
                 Some(name) => headers
@@ -341,13 +342,13 @@ impl Engine {
         let ctx = audit::Context {
             request_id: &ex.head.request_id,
             path: &ex.head.path,
-            user: ex.head.user.as_deref(),
+            user_id: ex.head.user_id.as_deref(),
             source: ex.head.source.as_deref(),
             destination: ex.head.authority.as_deref(),
             route: self.route_name(ex),
             now_ms: host.now().as_millis() as u64,
         };
-        host.record_audit(&audit::event(ex, &ctx, &self.config.audit.salt));
+        host.record_audit(&audit::event(ex, &ctx));
     }
 }
 

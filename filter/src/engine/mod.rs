@@ -76,8 +76,9 @@ pub struct Exchange {
 struct RequestHead {
     request_id: String,
     path: String,
-    /// The caller's identity for audit events, unhashed (hashed when the event is written).
-    user: Option<String>,
+    /// The caller's identity for audit events, hashed with the audit salt (`audit::hash_user`)
+    /// as soon as it is read: once per exchange, and the raw value is not kept.
+    user_id: Option<String>,
     /// The downstream peer (`ip:port`) and the request's `:authority`.
     source: Option<String>,
     authority: Option<String>,

@@ -804,3 +804,32 @@ fn every_refusal_is_built_alike_whatever_refused() {
         assert_eq!(got, expected);
     }
 }
+
+#[test]
+fn the_audit_names_the_caller_by_salted_hash_only() {
+    let e = engine(r#"{"audit":{"user_header":"x-user-id","salt":"pepper"}}"#);
+    let mut host = MemoryHost {
+        request: chat("hello"),
+        answer: br#"{"choices":[{"message":{"role":"assistant","content":"hi"}}]}"#.to_vec(),
+        ..MemoryHost::default()
+    };
+    let headers = request_headers("/v1/chat/completions", &[("x-user-id", "alice@corp")]);
+    let (mut ex, _, _) = e.request_headers(&headers, false, &mut host).unwrap();
+    let _ = e.request_body(&mut ex, host.request.len(), true, &mut host);
+    let _ = e.response_headers(
+        &mut ex,
+        || response_headers("application/json"),
+        false,
+        &mut host,
+    );
+    let _ = e.response_body(&mut ex, host.answer.len(), true, &mut host);
+    // One event at the answer's headers, its final form at the answer's end: both hashed alike.
+    assert_eq!(host.audits.len(), 2);
+    let want = crate::audit::hash_user("pepper", "alice@corp");
+    assert_eq!(want.len(), 64);
+    for event in &host.audits {
+        let doc: serde_json::Value = serde_json::from_str(event).unwrap();
+        assert_eq!(doc["user"]["id"], want.as_str());
+        assert!(!event.contains("alice"), "{event}");
+    }
+}
