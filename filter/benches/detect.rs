@@ -32,7 +32,7 @@ fn scan_bench(
 fn bench(c: &mut Criterion) {
     let d = Detectors::new();
     let prompt = |t: &str, out: &mut Vec<Finding>| d.scan_prompt(t, Role::User, out);
-    let answer = |t: &str, out: &mut Vec<Finding>| d.scan_answer(t, out);
+    let answer = |t: &str, out: &mut Vec<Finding>| d.scan_answer(t, &[], out);
     let mut g = c.benchmark_group("full_detector_set");
     for kb in [2usize, 16, 128] {
         let text = chat_text(kb * 1024);

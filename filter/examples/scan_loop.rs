@@ -36,14 +36,14 @@ fn main() {
         out.clear();
         match side {
             "prompt" => d.scan_prompt(&text, Role::User, &mut out),
-            "answer" => d.scan_answer(&text, &mut out),
+            "answer" => d.scan_answer(&text, &[], &mut out),
             "injection" => {
                 out.extend(d.injection_score(&text, Role::User));
             }
             "values" => d.scan_values(&text, &mut out),
             "pii" => sluice_filter::detect::pii::scan(&text, &mut out),
             "secrets" => secrets.scan(&text, &mut out),
-            "output" => output.scan(&text, &mut out),
+            "output" => output.scan(&text, &[], &mut out),
             "normalize" => {
                 sluice_text::normalize::for_matching(&text, &mut norm);
                 total += norm.text.len();
@@ -147,7 +147,7 @@ fn dump_all(paths: &[String]) {
             write_findings(&mut w, &out);
         }
         out.clear();
-        d.scan_answer(text, &mut out);
+        d.scan_answer(text, &[], &mut out);
         let _ = write!(w, " | answer");
         write_findings(&mut w, &out);
         let _ = writeln!(w);

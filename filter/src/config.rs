@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use crate::access::{AllowList, Pattern};
 use crate::budget::Limits;
-use crate::detect::DetectorId;
+use crate::detect::{DetectorId, Language};
 use crate::policy::{Action, DetectorPolicy, Mode, Policy};
 use crate::providers::Provider;
 
@@ -341,6 +341,42 @@ struct RawDetector {
     action: Mode,
     #[serde(default)]
     threshold: Option<f32>,
+    /// `output_json`: accept one fenced code block around the value (default true).
+    #[serde(default)]
+    fence: Option<bool>,
+    /// `output_json`: keys the top-level object must have.
+    #[serde(default)]
+    required_keys: Option<Vec<String>>,
+    /// `output_language`: allowed language codes.
+    #[serde(default)]
+    languages: Option<Vec<String>>,
+    /// `output_exfiltration`: hosts links and images may point to (subdomains included).
+    #[serde(default)]
+    allowed_hosts: Option<Vec<String>>,
+}
+
+impl RawDetector {
+    /// The settings only some detectors take, named as in the configuration, if given.
+    fn settings(&self) -> [(&'static str, DetectorId, bool); 4] {
+        [
+            ("fence", DetectorId::OutputJson, self.fence.is_some()),
+            (
+                "required_keys",
+                DetectorId::OutputJson,
+                self.required_keys.is_some(),
+            ),
+            (
+                "languages",
+                DetectorId::OutputLanguage,
+                self.languages.is_some(),
+            ),
+            (
+                "allowed_hosts",
+                DetectorId::OutputExfiltration,
+                self.allowed_hosts.is_some(),
+            ),
+        ]
+    }
 }
 
 #[derive(Deserialize)]
@@ -575,6 +611,43 @@ fn apply_detectors(
                 format!("{threshold} is outside 0.0..=1.0"),
             ));
         }
+        for (key, owner, given) in d.settings() {
+            if given && owner != id {
+                return Err(ConfigError::new(
+                    format!("{field}.{key}"),
+                    format!("only {} takes `{key}`", owner.name()),
+                ));
+            }
+        }
+        let whole_text = matches!(id, DetectorId::OutputJson | DetectorId::OutputLanguage);
+        if whole_text && d.action == Mode::Redact {
+            return Err(ConfigError::new(
+                format!("{field}.action"),
+                "a check of the whole answer cannot redact; use alert or block",
+            ));
+        }
+        let expect = policy.expectations_mut();
+        if let Some(fence) = d.fence {
+            expect.json_fence = fence;
+        }
+        if let Some(keys) = &d.required_keys {
+            expect.json_required_keys = keys.clone();
+        }
+        if let Some(codes) = &d.languages {
+            expect.languages = languages(codes, &format!("{field}.languages"))?;
+        }
+        if let Some(hosts) = &d.allowed_hosts {
+            expect.allowed_hosts = allowed_hosts(hosts, &format!("{field}.allowed_hosts"))?;
+        }
+        if id == DetectorId::OutputLanguage
+            && d.action != Mode::Off
+            && policy.expectations().languages.is_empty()
+        {
+            return Err(ConfigError::new(
+                format!("{field}.languages"),
+                "output_language needs the languages answers may be in (e.g. [\"en\", \"de\"])",
+            ));
+        }
         policy.set(
             id,
             DetectorPolicy {
@@ -584,6 +657,43 @@ fn apply_detectors(
         );
     }
     Ok(policy)
+}
+
+fn languages(codes: &[String], at: &str) -> Result<Vec<Language>, ConfigError> {
+    codes
+        .iter()
+        .map(|c| {
+            Language::from_code(&c.to_ascii_lowercase()).ok_or_else(|| {
+                let known: Vec<&str> = Language::KNOWN.iter().map(|l| l.code()).collect();
+                ConfigError::new(
+                    at,
+                    format!("unknown language {c:?}; known: {}", known.join(", ")),
+                )
+            })
+        })
+        .collect()
+}
+
+/// Host names as the exfiltration check compares them: lower case, no scheme, port or path.
+fn allowed_hosts(hosts: &[String], at: &str) -> Result<Vec<String>, ConfigError> {
+    hosts
+        .iter()
+        .map(|h| {
+            let host = h.trim().trim_end_matches('.').to_ascii_lowercase();
+            let plain = !host.is_empty()
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+            if plain {
+                Ok(host)
+            } else {
+                Err(ConfigError::new(
+                    at,
+                    format!("{h:?} is not a host name (no scheme, port, path or wildcard)"),
+                ))
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -786,5 +896,57 @@ mod tests {
         }
         let err = Config::parse(br#"{"expose_verdict_header":true}"#).unwrap_err();
         assert!(err.to_string().contains("expose_verdict_header"), "{err}");
+    }
+
+    #[test]
+    fn answer_expectations_are_checked_where_they_are_set() {
+        let c = Config::parse(
+            br#"{"detectors":{"output_json":{"action":"block","fence":false,"required_keys":["a"]},
+                "output_language":{"action":"alert","languages":["EN","de"]},
+                "output_exfiltration":{"action":"alert","allowed_hosts":["Cdn.Example.com."]}}}"#,
+        )
+        .unwrap();
+        let expect = c.policy.expectations();
+        assert!(!expect.json_fence);
+        assert_eq!(expect.json_required_keys, ["a"]);
+        assert_eq!(expect.languages, [Language::English, Language::German]);
+        assert_eq!(expect.allowed_hosts, ["cdn.example.com"]);
+        let refused: [(&[u8], &str, &str); 6] = [
+            (
+                br#"{"detectors":{"pii":{"action":"alert","languages":["en"]}}}"#,
+                "detectors.pii.languages",
+                "only output_language",
+            ),
+            (
+                br#"{"detectors":{"output_language":{"action":"alert"}}}"#,
+                "detectors.output_language.languages",
+                "needs the languages",
+            ),
+            (
+                br#"{"detectors":{"output_language":{"action":"alert","languages":["xx"]}}}"#,
+                "detectors.output_language.languages",
+                "unknown language",
+            ),
+            (
+                br#"{"detectors":{"output_json":{"action":"redact"}}}"#,
+                "detectors.output_json.action",
+                "cannot redact",
+            ),
+            (
+                br#"{"detectors":{"output_exfiltration":{"action":"alert","allowed_hosts":["https://x.com/"]}}}"#,
+                "detectors.output_exfiltration.allowed_hosts",
+                "not a host name",
+            ),
+            (
+                br#"{"routes":[{"name":"r","path_prefix":"/r/","detectors":{"output_json":{"action":"alert","languages":["en"]}}}]}"#,
+                "routes[0].detectors.output_json.languages",
+                "only output_language",
+            ),
+        ];
+        for (input, field, why) in refused {
+            let err = Config::parse(input).unwrap_err();
+            assert_eq!(err.field, field, "{}", String::from_utf8_lossy(input));
+            assert!(err.to_string().contains(why), "{err}");
+        }
     }
 }

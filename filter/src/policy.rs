@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::detect::DetectorId;
+use crate::detect::{DetectorId, Language};
 
 /// What the filter does with an exchange. Ordered by strength, so `max` combines verdicts.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
@@ -65,6 +65,22 @@ pub struct DetectorPolicy {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Policy {
     detectors: BTreeMap<DetectorId, DetectorPolicy>,
+    expect: AnswerExpectations,
+}
+
+/// What answers must look like, for the output checks that need to be told: the format and
+/// language checks run only with an expectation, the exfiltration check knows trusted hosts.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AnswerExpectations {
+    /// `output_json`: one fenced code block (```` ```json … ``` ````) around the value is accepted.
+    pub json_fence: bool,
+    /// `output_json`: keys the top-level object must have.
+    pub json_required_keys: Vec<String>,
+    /// `output_language`: the languages an answer may be in.
+    pub languages: Vec<Language>,
+    /// `output_exfiltration`: hosts (and their subdomains) that links and images may point to,
+    /// lower case.
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for Policy {
@@ -73,7 +89,13 @@ impl Default for Policy {
             .into_iter()
             .map(|id| (id, default_for(id)))
             .collect();
-        Policy { detectors }
+        Policy {
+            detectors,
+            expect: AnswerExpectations {
+                json_fence: true,
+                ..AnswerExpectations::default()
+            },
+        }
     }
 }
 
@@ -83,6 +105,8 @@ fn default_for(id: DetectorId) -> DetectorPolicy {
     let mode = match id {
         DetectorId::PromptInjection => Mode::Block,
         DetectorId::Pii | DetectorId::Secrets => Mode::Redact,
+        // They need to be told what answers must look like (`AnswerExpectations`).
+        DetectorId::OutputJson | DetectorId::OutputLanguage => Mode::Off,
         _ => Mode::Alert,
     };
     DetectorPolicy {
@@ -115,6 +139,14 @@ impl Policy {
 
     pub fn is_enabled(&self, id: DetectorId) -> bool {
         self.get(id).mode != Mode::Off
+    }
+
+    pub fn expectations(&self) -> &AnswerExpectations {
+        &self.expect
+    }
+
+    pub fn expectations_mut(&mut self) -> &mut AnswerExpectations {
+        &mut self.expect
     }
 
     /// Whether any of `ids` is switched on: when none is, the texts they scan need no parsing.

@@ -11,9 +11,7 @@ pub mod output;
 pub mod pii;
 pub mod secrets;
 
-pub use output::{
-    check_json, check_language, check_length, Language, LanguageExpectation, LengthLimit,
-};
+pub use output::{check_json, check_language, Language};
 
 /// A detector that policy can switch and tune. `name()` is the key used in the configuration,
 /// in `x-sluice-detections` and in audit events.
@@ -25,7 +23,7 @@ pub enum DetectorId {
     OutputScript,
     OutputExfiltration,
     OutputRefusal,
-    /// Answer longer than a configured limit (`check_length`).
+    /// Answer longer than the configured `max_answer_bytes`.
     OutputLength,
     /// Answer that must be JSON but is not (`check_json`).
     OutputJson,
@@ -103,13 +101,6 @@ impl Detectors {
         }
     }
 
-    /// Hosts (and their subdomains) that answer images and links may point to without an
-    /// `output_exfiltration` finding.
-    pub fn with_allowed_hosts(mut self, hosts: Vec<String>) -> Self {
-        self.output = self.output.with_allowed_hosts(hosts);
-        self
-    }
-
     /// Scans one text of a request (prompt, system text, tool result, document).
     /// Findings are appended in detector order; value findings (PII, secrets) never overlap
     /// each other, a secret winning over PII found inside it.
@@ -118,9 +109,10 @@ impl Detectors {
         self.scan_values(text, out);
     }
 
-    /// Scans one text of an answer: output checks, then PII and secrets (an answer may leak them).
-    pub fn scan_answer(&self, text: &str, out: &mut Vec<Finding>) {
-        self.output.scan(text, out);
+    /// Scans one text of an answer: output checks (links and images may point to
+    /// `allowed_hosts`), then PII and secrets (an answer may leak them).
+    pub fn scan_answer(&self, text: &str, allowed_hosts: &[String], out: &mut Vec<Finding>) {
+        self.output.scan(text, allowed_hosts, out);
         self.scan_values(text, out);
     }
 
@@ -214,10 +206,9 @@ mod tests {
             for role in [Role::System, Role::User, Role::Assistant, Role::Tool, Role::Document] {
                 d.scan_prompt(&text, role, &mut out);
             }
-            d.scan_answer(&text, &mut out);
-            out.extend(check_length(&text, LengthLimit { max_bytes: 7 }));
-            out.extend(check_json(&text, true));
-            out.extend(check_language(&text, &LanguageExpectation { allowed: vec![] }));
+            d.scan_answer(&text, &["example.com".to_owned()], &mut out);
+            out.extend(check_json(&text, true, &["a".to_owned()]));
+            out.extend(check_language(&text, &[]));
             for f in &out {
                 prop_assert!(text.get(f.span.clone()).is_some(), "{:?} in {:?}", f, text);
                 prop_assert!((0.0..=1.0).contains(&f.score));

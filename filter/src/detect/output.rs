@@ -117,7 +117,6 @@ pub struct OutputDetector {
     script_anchors: Option<Vec<(u8, AnchorStarts)>>,
     handlers: Option<AhoCorasick>,
     refusal: Option<AhoCorasick>,
-    allowed_hosts: Vec<String>,
 }
 
 impl Default for OutputDetector {
@@ -187,19 +186,14 @@ impl OutputDetector {
             script_anchors: script_anchors(SCRIPT),
             handlers: ci(HANDLERS, StartKind::Unanchored),
             refusal: ci(REFUSAL, StartKind::Unanchored),
-            allowed_hosts: Vec::new(),
         }
     }
 
-    /// Hosts (and their subdomains) that images and links may point to without an alert.
-    pub fn with_allowed_hosts(mut self, hosts: Vec<String>) -> Self {
-        self.allowed_hosts = hosts.into_iter().map(|h| h.to_ascii_lowercase()).collect();
-        self
-    }
-
-    pub fn scan(&self, text: &str, out: &mut Vec<Finding>) {
+    /// Script, exfiltration (links and images to hosts outside `allowed_hosts` and their
+    /// subdomains, lower case) and refusal checks.
+    pub fn scan(&self, text: &str, allowed_hosts: &[String], out: &mut Vec<Finding>) {
         self.scripts(text, out);
-        exfiltration(text, &self.allowed_hosts, out);
+        exfiltration(text, allowed_hosts, out);
         if let Some(ac) = &self.refusal {
             // Only the opening of an answer: a refusal later on is usually a quote.
             let head_len = text.floor_char_boundary(400);
@@ -492,23 +486,10 @@ fn url_risk(url: &str, allowed: &[String], image: bool) -> Option<f32> {
     }
 }
 
-/// Length limit for answers, in bytes of text.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct LengthLimit {
-    pub max_bytes: usize,
-}
-
-/// `OUTPUT_LENGTH` if `text` exceeds the limit; the span is the part beyond it.
-pub fn check_length(text: &str, limit: LengthLimit) -> Option<Finding> {
-    (text.len() > limit.max_bytes).then(|| {
-        let cut = text.floor_char_boundary(limit.max_bytes);
-        finding(DetectorId::OutputLength, "TOO_LONG", cut, text.len(), 1.0)
-    })
-}
-
-/// `OUTPUT_JSON` if `text` is not one JSON value. With `allow_fence`, a single fenced
+/// An `output_json` finding if `text` is not one JSON value (`NOT_JSON`) or is not an object
+/// with every key of `required_keys` (`MISSING_KEY`). With `allow_fence`, a single fenced
 /// code block (```json … ```) around the value is accepted, as models often add one.
-pub fn check_json(text: &str, allow_fence: bool) -> Option<Finding> {
+pub fn check_json(text: &str, allow_fence: bool, required_keys: &[String]) -> Option<Finding> {
     let mut body = text.trim();
     if allow_fence {
         if let Some(inner) = body.strip_prefix("```") {
@@ -516,16 +497,30 @@ pub fn check_json(text: &str, allow_fence: bool) -> Option<Finding> {
             body = inner.strip_suffix("```").unwrap_or(inner).trim();
         }
     }
-    match serde_json::from_str::<serde::de::IgnoredAny>(body) {
-        Ok(_) => None,
-        Err(_) => Some(finding(
-            DetectorId::OutputJson,
-            "NOT_JSON",
-            0,
-            text.len(),
-            1.0,
-        )),
-    }
+    let kind = if required_keys.is_empty() {
+        match serde_json::from_str::<serde::de::IgnoredAny>(body) {
+            Ok(_) => return None,
+            Err(_) => "NOT_JSON",
+        }
+    } else {
+        // Only the top level is kept: nested values are skipped, not built.
+        match serde_json::from_str::<Top>(body) {
+            Ok(Top::Object(keys)) if required_keys.iter().all(|k| keys.contains_key(k)) => {
+                return None
+            }
+            Ok(_) => "MISSING_KEY",
+            Err(_) => "NOT_JSON",
+        }
+    };
+    Some(finding(DetectorId::OutputJson, kind, 0, text.len(), 1.0))
+}
+
+/// A JSON value read only as far as its top-level keys.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum Top {
+    Object(std::collections::BTreeMap<String, serde::de::IgnoredAny>),
+    Other(serde::de::IgnoredAny),
 }
 
 /// Languages the detector can tell apart (by script, then by common function words).
@@ -563,29 +558,24 @@ impl Language {
         }
     }
 
-    pub fn from_code(code: &str) -> Option<Self> {
-        [
-            Language::English,
-            Language::Spanish,
-            Language::French,
-            Language::German,
-            Language::Italian,
-            Language::Portuguese,
-            Language::Russian,
-            Language::Chinese,
-            Language::Japanese,
-            Language::Korean,
-            Language::Arabic,
-        ]
-        .into_iter()
-        .find(|l| l.code() == code)
-    }
-}
+    /// The languages the detector tells apart (all but `Other`).
+    pub const KNOWN: [Language; 11] = [
+        Language::English,
+        Language::Spanish,
+        Language::French,
+        Language::German,
+        Language::Italian,
+        Language::Portuguese,
+        Language::Russian,
+        Language::Chinese,
+        Language::Japanese,
+        Language::Korean,
+        Language::Arabic,
+    ];
 
-/// The languages an answer may be in.
-#[derive(Clone, Debug, PartialEq)]
-pub struct LanguageExpectation {
-    pub allowed: Vec<Language>,
+    pub fn from_code(code: &str) -> Option<Self> {
+        Self::KNOWN.into_iter().find(|l| l.code() == code)
+    }
 }
 
 const STOPWORDS: &[(Language, &[&str])] = &[
@@ -685,9 +675,9 @@ pub fn detect_language(text: &str) -> Option<Language> {
 }
 
 /// `OUTPUT_LANGUAGE` (kind = detected code) if the answer's language is not expected.
-pub fn check_language(text: &str, expect: &LanguageExpectation) -> Option<Finding> {
+pub fn check_language(text: &str, allowed: &[Language]) -> Option<Finding> {
     let lang = detect_language(text)?;
-    (!expect.allowed.contains(&lang))
+    (!allowed.contains(&lang))
         .then(|| finding(DetectorId::OutputLanguage, lang.code(), 0, text.len(), 0.8))
 }
 
@@ -759,7 +749,7 @@ mod tests {
 
     fn kinds(text: &str) -> Vec<&'static str> {
         let mut v = Vec::new();
-        detector().scan(text, &mut v);
+        detector().scan(text, &[], &mut v);
         v.iter().map(|f| f.kind).collect()
     }
 
@@ -794,41 +784,55 @@ mod tests {
 
     #[test]
     fn allowed_hosts_pass() {
-        let d = OutputDetector::new().with_allowed_hosts(vec!["example.com".into()]);
+        let d = OutputDetector::new();
+        let image = "![a](https://img.example.com/p.png?q=c2VjcmV0IHRva2Vu)";
         let mut v = Vec::new();
+        d.scan(image, &["example.com".into()], &mut v);
+        assert!(v.is_empty(), "{v:?}");
+        d.scan(image, &["other.example.org".into()], &mut v);
+        assert_eq!(v.len(), 1);
+        // A host that only ends like an allowed one is not its subdomain.
+        v.clear();
         d.scan(
-            "![a](https://img.example.com/p.png?q=c2VjcmV0IHRva2Vu)",
+            "![a](https://evilexample.com/p.png?q=c2VjcmV0IHRva2Vu)",
+            &["example.com".into()],
             &mut v,
         );
-        assert!(v.is_empty());
+        assert_eq!(v.len(), 1);
     }
 
     #[test]
     fn parameterised_checks() {
-        assert!(check_length("hello", LengthLimit { max_bytes: 5 }).is_none());
-        let f = check_length("héllo", LengthLimit { max_bytes: 2 });
-        assert_eq!(f.map(|f| f.span), Some(1..6));
-        assert!(check_json(" {\"a\": [1, 2]} ", false).is_none());
-        assert!(check_json("```json\n{\"a\": 1}\n```", true).is_none());
-        assert!(check_json("```json\n{\"a\": 1}\n```", false).is_some());
-        assert!(check_json("Sure: {\"a\": 1}", true).is_some());
-        let en = LanguageExpectation {
-            allowed: vec![Language::English],
-        };
-        assert!(check_language("The cat is on the mat and it is happy with this.", &en).is_none());
+        assert!(check_json(" {\"a\": [1, 2]} ", false, &[]).is_none());
+        assert!(check_json("```json\n{\"a\": 1}\n```", true, &[]).is_none());
+        assert!(check_json("```json\n{\"a\": 1}\n```", false, &[]).is_some());
+        assert!(check_json("Sure: {\"a\": 1}", true, &[]).is_some());
+        let keys = ["a".to_owned(), "b".to_owned()];
+        let kind = |t: &str| check_json(t, true, &keys).map(|f| f.kind);
+        assert_eq!(kind(r#"{"a": 1, "b": {"c": [1]}, "d": null}"#), None);
+        assert_eq!(kind(r#"{"a": 1}"#), Some("MISSING_KEY"));
+        assert_eq!(kind(r#"[{"a": 1, "b": 2}]"#), Some("MISSING_KEY"));
+        assert_eq!(kind(r#"{"a": 1, "b": "#), Some("NOT_JSON"));
+        let en = [Language::English];
+        assert!(
+            check_language("The cat is on the mat and it is happy with this.", &en[..]).is_none()
+        );
         assert_eq!(
-            check_language("El gato está en la casa y es muy feliz con los niños.", &en)
-                .map(|f| f.kind),
+            check_language(
+                "El gato está en la casa y es muy feliz con los niños.",
+                &en[..]
+            )
+            .map(|f| f.kind),
             Some("es")
         );
         assert_eq!(
-            check_language("Кошка сидит на ковре и очень довольна.", &en).map(|f| f.kind),
+            check_language("Кошка сидит на ковре и очень довольна.", &en[..]).map(|f| f.kind),
             Some("ru")
         );
         assert_eq!(
-            check_language("猫坐在垫子上，非常高兴，今天天气很好。", &en).map(|f| f.kind),
+            check_language("猫坐在垫子上，非常高兴，今天天气很好。", &en[..]).map(|f| f.kind),
             Some("zh")
         );
-        assert!(check_language("ok", &en).is_none());
+        assert!(check_language("ok", &en[..]).is_none());
     }
 }

@@ -3,8 +3,9 @@
 //! reading only their token usage.
 
 use super::{apply, Decision, Engine, Exchange};
-use crate::detect::{DetectorId, Finding};
+use crate::detect::{check_json, check_language, DetectorId, Finding};
 use crate::model::TextSlot;
+use crate::policy::Policy;
 use crate::providers::{self, json};
 
 /// The detectors `Detectors::scan_answer` runs.
@@ -16,6 +17,10 @@ const ANSWER_DETECTORS: [DetectorId; 5] = [
     DetectorId::Secrets,
 ];
 
+/// The checks of an answer's whole text against what it must look like (`format_findings`).
+pub(super) const FORMAT_DETECTORS: [DetectorId; 2] =
+    [DetectorId::OutputJson, DetectorId::OutputLanguage];
+
 impl Engine {
     /// Whether an answer needs to be looked at at all: placeholders to restore, or a check on
     /// answers switched on. When not, answers pass with no buffering or processing.
@@ -23,7 +28,10 @@ impl Engine {
         let policy = self.policy(ex);
         let length_limited =
             self.config.max_answer_bytes.is_some() && policy.is_enabled(DetectorId::OutputLength);
-        !ex.vault.is_empty() || length_limited || policy.any_enabled(&ANSWER_DETECTORS)
+        !ex.vault.is_empty()
+            || length_limited
+            || policy.any_enabled(&ANSWER_DETECTORS)
+            || policy.any_enabled(&FORMAT_DETECTORS)
     }
 
     /// Inspects a complete, non-streamed answer body: output checks on the provider's text,
@@ -55,9 +63,13 @@ impl Engine {
                 );
             }
         }
+        let allowed_hosts = &policy.expectations().allowed_hosts;
         for slot in slots {
             findings.clear();
-            self.detectors.scan_answer(&slot.text, &mut findings);
+            self.detectors
+                .scan_answer(&slot.text, allowed_hosts, &mut findings);
+            // Each choice (or content block) on its own must be JSON, in an allowed language.
+            format_findings(policy, &slot.text, true, &mut findings);
             let to_redact = apply(policy, &findings, &mut ex.verdict, &mut blocked_by);
             let masked = mask(&slot.text, &to_redact);
             let restored = ex.vault.restore(&masked);
@@ -102,6 +114,23 @@ pub(super) fn length_finding() -> Finding {
         kind: "TOO_LONG",
         span: 0..0,
         score: 1.0,
+    }
+}
+
+/// The `output_json` and `output_language` findings on an answer's whole text, for the checks
+/// policy switched on. `complete`: the text is the whole answer (a stream's kept text may
+/// stop at a bound, and a cut JSON value proves nothing).
+pub(super) fn format_findings(policy: &Policy, text: &str, complete: bool, out: &mut Vec<Finding>) {
+    let expect = policy.expectations();
+    if complete && policy.is_enabled(DetectorId::OutputJson) {
+        out.extend(check_json(
+            text,
+            expect.json_fence,
+            &expect.json_required_keys,
+        ));
+    }
+    if policy.is_enabled(DetectorId::OutputLanguage) {
+        out.extend(check_language(text, &expect.languages));
     }
 }
 

@@ -2,8 +2,9 @@
 //! sliding window of the answer so far, placeholders restored delta by delta, a provider-format
 //! error event when policy stops the stream; and token counting for streams nothing inspects.
 
-use super::answer::length_finding;
+use super::answer::{format_findings, length_finding, FORMAT_DETECTORS};
 use super::{apply, Engine, Exchange};
+use crate::detect::DetectorId;
 use crate::model::{Role, TextSlot};
 use crate::providers::{self, json};
 use crate::stream::answer::{build_event, restore_json, Template};
@@ -29,9 +30,43 @@ impl Engine {
             if !rest.is_empty() {
                 self.stream_event(ex, &rest, &mut out);
             }
-            flush_held_text(ex, &mut out);
+            self.check_whole_text(ex, &mut out);
+            if !ex.answer_stream.stopped {
+                flush_held_text(ex, &mut out);
+            }
         }
         out
+    }
+
+    /// The checks of the answer's whole text (format, language), once: when the provider says
+    /// the text ended, else at the end of the stream. The text has been sent by then, so a
+    /// block ends the stream with an error event for the client to see.
+    fn check_whole_text(&self, ex: &mut Exchange, out: &mut Vec<u8>) {
+        let policy = self.policy(ex);
+        if ex.answer_stream.text_checked || !policy.any_enabled(&FORMAT_DETECTORS) {
+            return;
+        }
+        ex.answer_stream.text_checked = true;
+        let mut findings = Vec::new();
+        let stream = &ex.answer_stream;
+        format_findings(policy, &stream.text, !stream.text_cut, &mut findings);
+        let mut blocked_by = None;
+        let _ = apply(policy, &findings, &mut ex.verdict, &mut blocked_by);
+        if let Some(detector) = blocked_by {
+            self.stop_stream(ex, detector, out);
+        }
+    }
+
+    /// Ends the stream with a provider-format error event naming the policy that fired.
+    fn stop_stream(&self, ex: &mut Exchange, detector: DetectorId, out: &mut Vec<u8>) {
+        let message = format!(
+            "Sluice stopped this answer: policy `{}` fired (request id {})",
+            detector.name(),
+            ex.head.request_id
+        );
+        let error = providers::stream_error_event(ex.endpoint.provider, detector.name(), &message);
+        out.extend_from_slice(error.as_bytes());
+        ex.answer_stream.stopped = true;
     }
 
     fn stream_event(&self, ex: &mut Exchange, raw: &[u8], out: &mut Vec<u8>) {
@@ -46,6 +81,10 @@ impl Engine {
         let read = providers::stream_event(ex.endpoint, event.name, &event.data);
         account_stream_event(ex, &read);
         if read.ends_text {
+            self.check_whole_text(ex, out);
+            if ex.answer_stream.stopped {
+                return;
+            }
             flush_held_text(ex, out);
         }
         if read.deltas.is_empty() {
@@ -56,14 +95,21 @@ impl Engine {
             return;
         }
         let policy = self.policy(ex);
+        let keep_text = policy.any_enabled(&FORMAT_DETECTORS);
         let mut changed = Vec::with_capacity(read.deltas.len());
         let mut findings = Vec::new();
         for slot in &read.deltas {
             ex.answer_stream.slide(&slot.text);
             ex.answer_stream.answer_bytes += slot.text.len();
+            if keep_text {
+                self.keep_text(ex, &slot.text);
+            }
             findings.clear();
-            self.detectors
-                .scan_answer(&ex.answer_stream.window, &mut findings);
+            self.detectors.scan_answer(
+                &ex.answer_stream.window,
+                &policy.expectations().allowed_hosts,
+                &mut findings,
+            );
             if let Some(max_bytes) = self.config.max_answer_bytes {
                 if ex.answer_stream.answer_bytes > max_bytes {
                     findings.push(length_finding());
@@ -73,15 +119,7 @@ impl Engine {
             // Text already sent cannot be masked: in streams, `redact` on answers reports only.
             let _ = apply(policy, &findings, &mut ex.verdict, &mut blocked_by);
             if let Some(detector) = blocked_by {
-                let message = format!(
-                    "Sluice stopped this answer: policy `{}` fired (request id {})",
-                    detector.name(),
-                    ex.head.request_id
-                );
-                let error =
-                    providers::stream_error_event(ex.endpoint.provider, detector.name(), &message);
-                out.extend_from_slice(error.as_bytes());
-                ex.answer_stream.stopped = true;
+                self.stop_stream(ex, detector, out);
                 return;
             }
             let text = ex.answer_stream.restorer.push(&ex.vault, &slot.text);
@@ -105,6 +143,15 @@ impl Engine {
             let slots: Vec<&TextSlot> = changed.iter().collect();
             out.extend(build_event(event.name, &json::rewrite(&event.data, &slots)));
         }
+    }
+
+    /// Keeps a delta for the checks of the whole text, up to `max_body_bytes` of it.
+    fn keep_text(&self, ex: &mut Exchange, delta: &str) {
+        let stream = &mut ex.answer_stream;
+        let room = self.config.max_body_bytes.saturating_sub(stream.text.len());
+        let kept = sluice_text::truncate(delta, room);
+        stream.text.push_str(kept);
+        stream.text_cut |= kept.len() < delta.len();
     }
 
     /// Reads only the token usage of a streamed answer the filter does not otherwise inspect:

