@@ -20,12 +20,13 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 pub struct Config {
     /// Adds `x-sluice-action` and `x-sluice-detections` to answers.
     pub expose_verdict_headers: bool,
-    /// What to do with a body that cannot be inspected (not JSON, not UTF-8, compressed, too
-    /// large): `Allow`, `Alert` (pass and report) or `Block`.
+    /// What to do with a request body that cannot be inspected (not strict JSON, not UTF-8,
+    /// compressed, too large): `Block` by default (a body the filter cannot read is one an
+    /// attacker could shape to pass); `Alert` (pass and report) or `Allow` are opt-in.
     pub on_parse_error: Action,
     /// Status of a blocked request's local answer.
     pub block_status: u16,
-    /// Bodies larger than this are not buffered: they follow `on_parse_error`. Keep it at or
+    /// Bodies larger than this are not buffered: they follow `on_parse_error` (413). Keep it at or
     /// below Envoy's buffer limit, or Envoy answers 413 first.
     pub max_body_bytes: usize,
     /// Answers whose text grows past this many bytes fire `output_length` (streams included).
@@ -456,7 +457,7 @@ impl Config {
         let judge = raw.judge.map(parse_judge).transpose()?;
         Ok(Config {
             expose_verdict_headers: raw.expose_verdict_headers,
-            on_parse_error: match raw.on_parse_error.unwrap_or(RawParseErrorAction::Alert) {
+            on_parse_error: match raw.on_parse_error.unwrap_or(RawParseErrorAction::Block) {
                 RawParseErrorAction::Allow => Action::Allow,
                 RawParseErrorAction::Alert => Action::Alert,
                 RawParseErrorAction::Block => Action::Block,

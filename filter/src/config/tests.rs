@@ -8,7 +8,7 @@ use crate::policy::Mode;
 fn empty_means_defaults() {
     let c = Config::parse(b"  ").unwrap();
     assert!(!c.expose_verdict_headers);
-    assert_eq!(c.on_parse_error, Action::Alert);
+    assert_eq!(c.on_parse_error, Action::Block);
     assert_eq!(c.block_status, 403);
     assert_eq!(c.policy, Policy::default());
 }

@@ -3,7 +3,7 @@
 //! what the proxy handed over; the stages it calls live in their own files.
 
 use super::{AnswerMode, Decision, Engine, Exchange, HeaderEdits, Host, JudgeReply, Metric};
-use super::{RequestBody, PARSE_ERROR};
+use super::{RequestBody, UNREADABLE};
 use crate::audit;
 use crate::header_map::Headers;
 use crate::policy::Action;
@@ -293,7 +293,7 @@ impl Engine {
                 .iter()
                 .map(|&name| Metric::Detection(name)),
         );
-        if verdict.detections.contains(&PARSE_ERROR) {
+        if verdict.detections.iter().any(|d| UNREADABLE.contains(d)) {
             metrics.push(Metric::ParseError);
         }
         if verdict.action != Action::Allow {

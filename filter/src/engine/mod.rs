@@ -23,8 +23,13 @@ use crate::redact::vault::Vault;
 use crate::stream::answer::AnswerStream;
 use crate::usage::UsageMeter;
 
-/// Name reported for bodies that could not be inspected.
-pub const PARSE_ERROR: &str = "parse_error";
+/// Names reported for request bodies that could not be inspected: not strict JSON of the
+/// provider's shape (duplicate keys, invalid UTF-8 or escapes, too deep, wrong types), over
+/// `max_body_bytes`, or compressed.
+pub const MALFORMED_BODY: &str = "malformed_body";
+pub const BODY_TOO_LARGE: &str = "body_too_large";
+pub const BODY_COMPRESSED: &str = "body_compressed";
+pub const UNREADABLE: [&str; 3] = [MALFORMED_BODY, BODY_TOO_LARGE, BODY_COMPRESSED];
 /// Name reported when a request's token cap was over the configured limit.
 pub const MAX_TOKENS: &str = "max_tokens";
 /// The identity of callers that present none: they share one budget.

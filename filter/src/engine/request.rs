@@ -2,7 +2,9 @@
 //! the token cap forbid, run the prompt detectors on every text, redact, and prepare the judge
 //! call on the texts as the provider will see them.
 
-use super::{apply, Decision, Engine, Exchange, MAX_TOKENS, PARSE_ERROR};
+use super::{
+    apply, Decision, Engine, Exchange, BODY_COMPRESSED, BODY_TOO_LARGE, MALFORMED_BODY, MAX_TOKENS,
+};
 use crate::detect::{DetectorId, Finding};
 use crate::model::TextSlot;
 use crate::policy::Action;
@@ -127,20 +129,20 @@ impl Engine {
         if let Some(refused) = self.check_access(ex) {
             return refused;
         }
+        let (status, name) = match err {
+            ParseError::TooLarge { .. } => (413, BODY_TOO_LARGE),
+            ParseError::Compressed(_) => (415, BODY_COMPRESSED),
+            _ => (400, MALFORMED_BODY),
+        };
         match self.config.on_parse_error {
             Action::Block => {
-                let status = match err {
-                    ParseError::TooLarge { .. } => 413,
-                    ParseError::Compressed(_) => 415,
-                    _ => 400,
-                };
-                ex.verdict.record(Action::Block, PARSE_ERROR);
+                ex.verdict.record(Action::Block, name);
                 let message = format!("Sluice could not inspect this request: {err}");
-                Decision::Refuse(self.refusal(ex, status, PARSE_ERROR, &message, None))
+                Decision::Refuse(self.refusal(ex, status, name, &message, None))
             }
             Action::Allow => Decision::Forward,
             _ => {
-                ex.verdict.record(Action::Alert, PARSE_ERROR);
+                ex.verdict.record(Action::Alert, name);
                 Decision::Forward
             }
         }

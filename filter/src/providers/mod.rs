@@ -6,6 +6,7 @@ pub mod cohere;
 pub mod gemini;
 pub mod json;
 pub mod openai;
+pub mod strict;
 
 use std::ops::Range;
 
@@ -160,6 +161,8 @@ impl TokenCap {
 
 /// Extracts the texts of a request body for the given API.
 pub fn parse_request(endpoint: Endpoint, body: &str) -> Result<ParsedRequest, ParseError> {
+    // Read as the strictest provider would, so no codec sees one body and the provider another.
+    strict::check(body)?;
     match endpoint.provider {
         Provider::OpenAi => openai::parse_request(endpoint.api, body),
         Provider::Anthropic => anthropic::parse_request(body),

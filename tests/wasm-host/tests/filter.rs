@@ -237,7 +237,8 @@ fn a_streamed_answer_is_restored_chunk_by_chunk() {
 #[test]
 fn unparseable_bodies_follow_on_parse_error() {
     for body in [&b"not json"[..], b"{\"messages\":[", b"\xff\xfe{}"] {
-        let mut vm = vm(r#"{"expose_verdict_headers":true}"#);
+        // `alert` is opt-in: the body passes, reported.
+        let mut vm = vm(r#"{"expose_verdict_headers":true,"on_parse_error":"alert"}"#);
         let http = post(&mut vm, CHAT);
         assert_eq!(send(&mut vm, http, body, 2), Action::Continue);
         assert_eq!(
@@ -253,10 +254,11 @@ fn unparseable_bodies_follow_on_parse_error() {
         .unwrap();
         assert_eq!(
             vm.stream(http).response_header("x-sluice-detections"),
-            Some("parse_error")
+            Some("malformed_body")
         );
 
-        let mut strict = self::vm(r#"{"on_parse_error":"block"}"#);
+        // Refused by default.
+        let mut strict = self::vm("{}");
         let http = post(&mut strict, CHAT);
         assert_eq!(send(&mut strict, http, body, 1), Action::Pause);
         assert_eq!(
@@ -268,7 +270,7 @@ fn unparseable_bodies_follow_on_parse_error() {
 
 #[test]
 fn bodies_over_the_limit_are_not_buffered() {
-    let mut vm = vm(r#"{"max_body_bytes":1000}"#);
+    let mut vm = vm(r#"{"max_body_bytes":1000,"on_parse_error":"alert"}"#);
     let http = post(&mut vm, CHAT);
     assert_eq!(
         vm.request_body(http, &[b'x'; 600], false).unwrap(),
@@ -284,7 +286,7 @@ fn bodies_over_the_limit_are_not_buffered() {
     );
     assert_eq!(vm.stream(http).upstream_body.len(), 1800);
 
-    let mut strict = self::vm(r#"{"max_body_bytes":1000,"on_parse_error":"block"}"#);
+    let mut strict = self::vm(r#"{"max_body_bytes":1000}"#);
     let http = post(&mut strict, CHAT);
     strict.request_body(http, &[b'x'; 600], false).unwrap();
     assert_eq!(
