@@ -8,6 +8,10 @@ ifeq ($(ORT_DYLIB_PATH),)
 ORT_DYLIB_PATH := $(shell scripts/onnxruntime-lib 2>/dev/null)
 endif
 export ORT_DYLIB_PATH
+# The clone's own encoder, whatever path a cached build compiled in: with CARGO_TARGET_DIR shared
+# between clones, cargo does not rebuild a crate when only the checkout's path moved, so the
+# binary's `env!("CARGO_MANIFEST_DIR")` default can name another clone (seen here).
+export SLUICE_JUDGE_ENCODER ?= $(CURDIR)/judge-service/model/encoder-v1
 
 BUILD_TARGETS += build-judge
 
