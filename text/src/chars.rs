@@ -47,7 +47,18 @@ pub fn lower(c: char) -> char {
     }
 }
 
-/// Characters removed outright: zero-width, joiners, bidi controls, soft hyphen, BOM, tags.
+/// The ASCII character a Unicode tag character (U+E0020..=U+E007E) mirrors. Tags render as
+/// nothing, yet models read them: text written in tags ("ASCII smuggling") is decoded, not
+/// dropped, so the detectors see what the model sees.
+pub fn tag_ascii(c: char) -> Option<char> {
+    match c as u32 {
+        u @ 0xE0020..=0xE007E => char::from_u32(u - 0xE0000),
+        _ => None,
+    }
+}
+
+/// Characters removed outright: zero-width, joiners, bidi controls, soft hyphen, BOM, tags
+/// (those that mirror ASCII are decoded first, see [`tag_ascii`]).
 pub fn is_invisible(c: char) -> bool {
     matches!(c,
         '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'

@@ -6,7 +6,7 @@ use super::{
     apply, Decision, Engine, Exchange, BODY_COMPRESSED, BODY_TOO_LARGE, MALFORMED_BODY, MAX_TOKENS,
 };
 use crate::detect::{DetectorId, Finding};
-use crate::model::TextSlot;
+use crate::model::{Role, TextSlot};
 use crate::policy::Action;
 use crate::providers::{self, json, ParseError};
 use crate::redact::vault::Vault;
@@ -17,6 +17,10 @@ pub(super) const PROMPT_DETECTORS: [DetectorId; 3] = [
     DetectorId::Pii,
     DetectorId::Secrets,
 ];
+
+/// Texts shorter than this are fragments when joined for the injection check: glued to their
+/// neighbours rather than set on a line of their own.
+const FRAGMENT_BYTES: usize = 32;
 
 impl Engine {
     /// Whether a request body needs to be read at all: a detector on prompts, the judge, a
@@ -71,6 +75,37 @@ impl Engine {
         let mut slots: Vec<(TextSlot, bool)> = Vec::with_capacity(parsed.texts.len());
         let mut findings = Vec::new();
         let mut injection_score: f32 = 0.0;
+        // Each role's texts joined as the model reads them, for the injection check: a prompt
+        // split into many small content parts must score like the whole. Fragments are glued
+        // as they are ("ig" + "nore"); longer texts (whole turns) keep a line between them, so
+        // words of two turns do not run together.
+        let mut joined: Vec<(Role, String, usize)> = Vec::new();
+        if policy.is_enabled(DetectorId::PromptInjection) {
+            let mut last_len = usize::MAX;
+            for slot in &parsed.texts {
+                match joined.iter_mut().find(|(r, _, _)| *r == slot.role) {
+                    Some((_, text, parts)) => {
+                        if last_len >= FRAGMENT_BYTES && slot.text.len() >= FRAGMENT_BYTES {
+                            text.push('\n');
+                        }
+                        text.push_str(&slot.text);
+                        *parts += 1;
+                    }
+                    None => joined.push((slot.role, slot.text.clone(), 1)),
+                }
+                last_len = slot.text.len();
+            }
+        }
+        for (role, text, parts) in &joined {
+            if *parts < 2 {
+                continue;
+            }
+            if let Some(f) = self.detectors.injection_score(text, *role) {
+                injection_score = injection_score.max(f.score);
+                // The span is in the joined text: nothing of it can be redacted in place.
+                let _ = apply(policy, &[f], &mut ex.verdict, &mut blocked_by);
+            }
+        }
         for mut slot in parsed.texts {
             findings.clear();
             self.detectors

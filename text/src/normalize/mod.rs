@@ -11,7 +11,7 @@ mod model;
 #[cfg(test)]
 mod tests;
 
-use crate::chars::{fold_accent, fold_compat, is_invisible};
+use crate::chars::{fold_accent, fold_compat, is_invisible, tag_ascii};
 use ascii::normalize_ascii;
 use general::normalize_chars;
 pub use model::for_model;
@@ -53,6 +53,9 @@ pub(crate) fn prefold(c: char) -> Option<char> {
 }
 
 fn prefold_other(c: char) -> Option<char> {
+    if let Some(ascii) = tag_ascii(c) {
+        return Some(ascii.to_ascii_lowercase());
+    }
     if is_invisible(c) {
         return None;
     }
