@@ -1,6 +1,7 @@
 """End to end: official SDK clients -> real Envoy -> Sluice filter (wasm, V8) -> fake provider."""
 
 import base64
+import http.client
 import json
 from urllib.parse import urlparse
 
@@ -229,3 +230,42 @@ def test_malformed_plugin_config_fails_validate_and_startup(fake_provider):
         assert "detectors.pii.action" in proxy.logs()
     finally:
         proxy.stop()
+
+
+@pytest.mark.parametrize("path", [
+    "/V1/chat/completions",
+    "//v1//chat/completions",
+    "/v1/chat%2Fcompletions",
+    "/v1/./chat/completions",
+    "/v1beta/models/gemini-2.0-flash%3AgenerateContent",
+    "/v1beta/models/gemini-2.0-flash%3agenerateContent",
+])
+def test_path_spellings_a_provider_accepts_are_inspected_too(envoy, fake_provider, path):
+    fake_provider.clear()
+    if "gemini" in path:
+        body = {"contents": [{"role": "user", "parts": [{"text": INJECTION}]}]}
+    else:
+        body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": INJECTION}]}
+    # http.client sends the path exactly as written (no client-side clean-up).
+    host, port = urlparse(envoy.url).hostname, urlparse(envoy.url).port
+    conn = http.client.HTTPConnection(host, port, timeout=30)
+    conn.request("POST", path, body=json.dumps(body), headers={"content-type": "application/json"})
+    r = conn.getresponse()
+    if path.startswith("/V1"):
+        # The shipped routes match case-sensitively: Envoy itself answers 404, nothing leaves.
+        assert r.status in (403, 404), (r.status, r.read())
+    else:
+        assert r.status == 403, (r.status, r.read())
+        assert r.getheader("x-sluice-action") == "block"
+    conn.close()
+    assert fake_provider.requests() == [], "a blocked request must not reach the provider"
+
+
+@pytest.mark.parametrize("method", ["PUT", "PATCH"])
+def test_bodies_of_other_methods_are_inspected_too(envoy, fake_provider, method):
+    fake_provider.clear()
+    r = requests.request(method, f"{envoy.url}/v1/chat/completions", timeout=30,
+                         json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": INJECTION}]})
+    assert r.status_code == 403
+    assert r.json()["error"]["code"] == "prompt_injection"
+    assert fake_provider.requests() == []

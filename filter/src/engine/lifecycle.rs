@@ -13,16 +13,17 @@ use crate::providers::ParseError;
 const GRPC_UNAVAILABLE: u32 = 14;
 
 impl Engine {
-    /// Request headers: starts an exchange if this is an LLM API request with a body, else
-    /// `None` (the stream is left alone). The decision is `Forward`, or `Refuse` when the
-    /// body will not be read and the caller's budget is spent.
+    /// Request headers: starts an exchange if this is an LLM API request with a body, whatever
+    /// its method (a provider may read a PUT's body as it reads a POST's), else `None` (the
+    /// stream is left alone). The decision is `Forward`, or `Refuse` when the body will not be
+    /// read and the caller's budget is spent.
     pub fn request_headers<H: Host>(
         &self,
         headers: &Headers,
         end_of_stream: bool,
         host: &mut H,
     ) -> Option<(Exchange, HeaderEdits, Decision)> {
-        if end_of_stream || headers.get(":method") != Some("POST") {
+        if end_of_stream {
             return None;
         }
         let mut ex = self.start(&headers.lossy(":path")?)?;

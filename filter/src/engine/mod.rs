@@ -218,7 +218,7 @@ impl Engine {
             vault: Vault::default(),
             verdict: Verdict::default(),
             // Gemini and Azure name the model in the path; a body's `model` replaces it.
-            model: providers::model_in_path(path).map(str::to_owned),
+            model: providers::model_in_path(path),
             streamed_answer: false,
             usage: UsageMeter::default(),
             identity: None,

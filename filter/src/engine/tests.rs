@@ -489,7 +489,7 @@ fn response_headers(content_type: &str) -> Headers {
 use crate::header_map::Headers;
 
 #[test]
-fn only_llm_api_posts_with_a_body_start_an_exchange() {
+fn only_llm_api_requests_with_a_body_start_an_exchange() {
     let e = engine("");
     let mut host = MemoryHost::default();
     let post = request_headers("/v1/chat/completions", &[]);
@@ -498,7 +498,18 @@ fn only_llm_api_posts_with_a_body_start_an_exchange() {
         (":method".to_owned(), b"GET".to_vec()),
         (":path".to_owned(), b"/v1/chat/completions".to_vec()),
     ]);
-    assert!(e.request_headers(&get, false, &mut host).is_none());
+    assert!(e.request_headers(&get, true, &mut host).is_none());
+    // Any method that carries a body is inspected: a provider may read it.
+    for method in ["PUT", "PATCH", "GET"] {
+        let with_body = Headers::from(vec![
+            (":method".to_owned(), method.as_bytes().to_vec()),
+            (":path".to_owned(), b"/v1/chat/completions".to_vec()),
+        ]);
+        assert!(
+            e.request_headers(&with_body, false, &mut host).is_some(),
+            "{method}"
+        );
+    }
     let other = request_headers("/healthz", &[]);
     assert!(e.request_headers(&other, false, &mut host).is_none());
     let (ex, edits, d) = e.request_headers(&post, false, &mut host).unwrap();

@@ -64,7 +64,9 @@ pub struct Endpoint {
 /// Recognises an LLM API by its path (query string ignored). Azure OpenAI's
 /// `/openai/deployments/{name}/...` paths map to the OpenAI formats.
 pub fn endpoint_for_path(path: &str) -> Option<Endpoint> {
-    let path = path.split(['?', '#']).next().unwrap_or_default();
+    // Providers route case-insensitively and many proxies merge slashes and decode escapes:
+    // recognise every spelling that can reach one (`/V1//chat/completions`, `%3AgenerateContent`).
+    let path = canonical_path(path).to_ascii_lowercase();
     let path = path.trim_end_matches('/');
     let openai = |api| {
         Some(Endpoint {
@@ -85,7 +87,7 @@ pub fn endpoint_for_path(path: &str) -> Option<Endpoint> {
             provider: Provider::Anthropic,
             api: Api::Messages,
         })
-    } else if path.ends_with(":generateContent") || path.ends_with(":streamGenerateContent") {
+    } else if path.ends_with(":generatecontent") || path.ends_with(":streamgeneratecontent") {
         Some(Endpoint {
             provider: Provider::Gemini,
             api: Api::GenerateContent,
@@ -232,14 +234,32 @@ pub fn answer_usage(endpoint: Endpoint, body: &str) -> ReportedUsage {
 /// The model a path names, for APIs that put it there rather than in the body: Gemini's
 /// `/models/{model}:generateContent` and Azure OpenAI's `/openai/deployments/{deployment}/`
 /// (the deployment stands for the model).
-pub fn model_in_path(path: &str) -> Option<&str> {
-    let path = path.split(['?', '#']).next().unwrap_or_default();
+pub fn model_in_path(path: &str) -> Option<String> {
+    let path = canonical_path(path);
     if let Some((_, rest)) = path.split_once("/openai/deployments/") {
-        return rest.split('/').next().filter(|m| !m.is_empty());
+        return rest
+            .split('/')
+            .next()
+            .filter(|m| !m.is_empty())
+            .map(str::to_owned);
     }
     let (_, rest) = path.rsplit_once("/models/")?;
     let model = rest.split(':').next()?;
-    (rest.contains(':') && !model.is_empty() && !model.contains('/')).then_some(model)
+    (rest.contains(':') && !model.is_empty() && !model.contains('/')).then(|| model.to_owned())
+}
+
+/// The path as a provider reads it: no query or fragment, percent-escapes decoded (where they
+/// decode to UTF-8), runs of slashes merged. Case is kept (model names in paths keep theirs).
+pub fn canonical_path(path: &str) -> String {
+    let path = path.split(['?', '#']).next().unwrap_or_default();
+    let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
+    let mut out = String::with_capacity(decoded.len());
+    for c in decoded.chars() {
+        if !(c == '/' && out.ends_with('/')) {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Reads one streamed event (`name` is its SSE `event:` field, `data` its data).
@@ -385,9 +405,14 @@ mod tests {
             ("/v1/chat/completions", None),
             ("/v1/models/", None),
             ("/v1beta/models/:generateContent", None),
+            // An escaped colon names the model as the plain one does.
+            (
+                "/v1beta/models/gemini-2.0-flash%3AgenerateContent",
+                Some("gemini-2.0-flash"),
+            ),
         ];
         for (path, want) in cases {
-            assert_eq!(model_in_path(path), want, "{path}");
+            assert_eq!(model_in_path(path).as_deref(), want, "{path}");
         }
     }
 
@@ -542,6 +567,28 @@ mod tests {
             ("/v2/chat", Some((Provider::Cohere, Api::Chat))),
             ("/v1/models", None),
             ("/healthz", None),
+            // Spellings a provider or a proxy on the way reads as the plain path.
+            (
+                "/V1/Chat/Completions",
+                Some((Provider::OpenAi, Api::ChatCompletions)),
+            ),
+            (
+                "//v1//chat/completions/",
+                Some((Provider::OpenAi, Api::ChatCompletions)),
+            ),
+            (
+                "/v1/chat%2Fcompletions",
+                Some((Provider::OpenAi, Api::ChatCompletions)),
+            ),
+            (
+                "/v1beta/models/gemini-2.0-flash%3agenerateContent",
+                Some((Provider::Gemini, Api::GenerateContent)),
+            ),
+            (
+                "/v1beta/models/gemini-2.0-flash%3AstreamGenerateContent?alt=sse",
+                Some((Provider::Gemini, Api::GenerateContent)),
+            ),
+            ("/v1/messages%3F", None),
         ];
         for (path, want) in cases {
             let got = endpoint_for_path(path).map(|e| (e.provider, e.api));
