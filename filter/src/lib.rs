@@ -13,6 +13,7 @@ pub(crate) mod access;
 pub mod audit;
 pub mod budget;
 pub mod config;
+pub(crate) mod decompress;
 pub mod detect;
 pub mod engine;
 pub mod header_map;

@@ -1,6 +1,7 @@
 """End to end: official SDK clients -> real Envoy -> Sluice filter (wasm, V8) -> fake provider."""
 
 import base64
+import gzip
 import http.client
 import json
 from urllib.parse import urlparse
@@ -269,3 +270,23 @@ def test_bodies_of_other_methods_are_inspected_too(envoy, fake_provider, method)
     assert r.status_code == 403
     assert r.json()["error"]["code"] == "prompt_injection"
     assert fake_provider.requests() == []
+
+
+def test_gzip_bodies_are_decoded_inspected_and_sent_on_decoded(envoy, fake_provider):
+    fake_provider.clear()
+    body = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "mail jane@example.com"}]})
+    r = requests.post(f"{envoy.url}/v1/chat/completions", data=gzip.compress(body.encode()), timeout=30,
+                      headers={"content-type": "application/json", "content-encoding": "gzip"})
+    assert r.status_code == 200, r.text
+    assert "jane@example.com" in r.json()["choices"][0]["message"]["content"], "restored in the answer"
+    received = fake_provider.requests()[-1]
+    assert received["body"] == body.replace("jane@example.com", "<EMAIL_1>")
+    attack = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": INJECTION}]})
+    r = requests.post(f"{envoy.url}/v1/chat/completions", data=gzip.compress(attack.encode()), timeout=30,
+                      headers={"content-type": "application/json", "content-encoding": "gzip"})
+    assert r.status_code == 403
+    r = requests.post(f"{envoy.url}/v1/chat/completions", data=b"\x28\xb5\x2f\xfd", timeout=30,
+                      headers={"content-type": "application/json", "content-encoding": "zstd"})
+    assert r.status_code == 415
+    assert r.json()["error"]["code"] == "body_compressed"
+    assert len(fake_provider.requests()) == 1

@@ -3,8 +3,9 @@
 //! what the proxy handed over; the stages it calls live in their own files.
 
 use super::{AnswerMode, Decision, Engine, Exchange, HeaderEdits, Host, JudgeReply, Metric};
-use super::{RequestBody, UNREADABLE};
+use super::{RequestBody, BODY_TOO_LARGE, MALFORMED_BODY, UNREADABLE};
 use crate::audit;
+use crate::decompress::{Coding, DecodeError};
 use crate::header_map::Headers;
 use crate::policy::Action;
 use crate::providers::ParseError;
@@ -64,6 +65,11 @@ impl Engine {
         if self.inspects_request(&ex) {
             // The body may be rewritten, so its length is no longer known.
             edits.remove.extend(present("content-length"));
+            // A compressed body the filter can read goes on decoded, as it was inspected.
+            ex.head.decode = ex.head.encoding.as_deref().and_then(Coding::from_header);
+            if ex.head.decode.is_some() {
+                edits.remove.push("content-encoding");
+            }
         } else {
             ex.request_body = RequestBody::PassThrough;
             // The body will not be read: the budget is settled now, before any byte goes out.
@@ -98,6 +104,11 @@ impl Engine {
         ex.request_body = RequestBody::Decided;
         let decision = if size > limit {
             self.cannot_inspect(ex, ParseError::TooLarge { limit })
+        } else if let Some(coding) = ex.head.decode {
+            match host.request_body(size) {
+                Some(body) => self.inspect_compressed(ex, &body, coding),
+                None => self.refuse_undecoded(ex, DecodeError::Corrupt(coding)),
+            }
         } else if let Some(encoding) = ex.head.encoding.clone() {
             self.cannot_inspect(ex, ParseError::Compressed(encoding))
         } else {
@@ -117,6 +128,35 @@ impl Engine {
             _ => {}
         }
         decision
+    }
+
+    /// Decodes a compressed body, inspects it, and sends it on decoded: its `content-encoding`
+    /// was removed at the headers, so whatever policy says, the original bytes cannot follow.
+    fn inspect_compressed(&self, ex: &mut Exchange, body: &[u8], coding: Coding) -> Decision {
+        let decoded = match crate::decompress::decode(body, coding, self.config.max_body_bytes) {
+            Ok(decoded) => decoded,
+            Err(e) => return self.refuse_undecoded(ex, e),
+        };
+        match self.inspect_request(ex, &decoded) {
+            Decision::Forward => Decision::Rewrite(decoded),
+            Decision::AskJudge { rewrite, call } => Decision::AskJudge {
+                rewrite: Some(rewrite.unwrap_or(decoded)),
+                call,
+            },
+            other => other,
+        }
+    }
+
+    /// A body announced as compressed that does not decode within the limit: refused whatever
+    /// `on_parse_error` says (passing it would send undecoded bytes without their coding).
+    fn refuse_undecoded(&self, ex: &mut Exchange, err: DecodeError) -> Decision {
+        let (status, name) = match err {
+            DecodeError::TooLarge { .. } => (413, BODY_TOO_LARGE),
+            DecodeError::Corrupt(_) => (400, MALFORMED_BODY),
+        };
+        ex.verdict.record(Action::Block, name);
+        let message = format!("Sluice could not inspect this request: {err}");
+        Decision::Refuse(self.refusal(ex, status, name, &message, None))
     }
 
     /// The judge call of `AskJudge` ended (or was never sent): `Forward` resumes the request

@@ -87,8 +87,10 @@ struct RequestHead {
     /// The downstream peer (`ip:port`) and the request's `:authority`.
     source: Option<String>,
     authority: Option<String>,
-    /// A `content-encoding` the filter cannot read.
+    /// The request's `content-encoding`, if not `identity`.
     encoding: Option<String>,
+    /// The coding of a body the filter decodes (and forwards decoded, the header removed).
+    decode: Option<crate::decompress::Coding>,
 }
 
 /// How the request body is handled.
