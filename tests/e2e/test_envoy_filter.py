@@ -4,9 +4,13 @@ import base64
 import gzip
 import http.client
 import json
+import socket
 from urllib.parse import urlparse
 
 import anthropic
+import h2.config
+import h2.connection
+import h2.events
 import openai
 import pytest
 import requests
@@ -290,3 +294,29 @@ def test_gzip_bodies_are_decoded_inspected_and_sent_on_decoded(envoy, fake_provi
     assert r.status_code == 415
     assert r.json()["error"]["code"] == "body_compressed"
     assert len(fake_provider.requests()) == 1
+
+
+def test_http2_bodies_ended_by_trailers_are_inspected(envoy, fake_provider):
+    """HTTP/2 lets a request end with a trailers frame instead of a data frame that ends the
+    stream: the filter must decide on the body then, not let it through undecided."""
+    fake_provider.clear()
+    body = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": INJECTION}]}).encode()
+    conn = h2.connection.H2Connection(config=h2.config.H2Configuration(client_side=True))
+    sock = socket.create_connection((urlparse(envoy.url).hostname, urlparse(envoy.url).port), timeout=30)
+    conn.initiate_connection()
+    conn.send_headers(1, [(":method", "POST"), (":path", "/v1/chat/completions"), (":scheme", "http"),
+                          (":authority", "localhost"), ("content-type", "application/json")])
+    conn.send_data(1, body, end_stream=False)
+    conn.send_headers(1, [("x-checksum", "none")], end_stream=True)
+    sock.sendall(conn.data_to_send())
+    status = None
+    while status is None:
+        data = sock.recv(65536)
+        assert data, "connection closed before an answer"
+        for event in conn.receive_data(data):
+            if isinstance(event, h2.events.ResponseReceived):
+                status = dict(event.headers)[b":status"]
+        sock.sendall(conn.data_to_send())
+    sock.close()
+    assert status == b"403"
+    assert fake_provider.requests() == [], "a blocked request must not reach the provider"

@@ -159,6 +159,20 @@ impl Engine {
         Decision::Refuse(self.refusal(ex, status, name, &message, None))
     }
 
+    /// Request trailers: the body (`size` bytes buffered) is complete, though no body callback
+    /// said so (HTTP/2 ends such a request with its trailers). Decided as at a body's end.
+    pub fn request_trailers<H: Host>(
+        &self,
+        ex: &mut Exchange,
+        size: usize,
+        host: &mut H,
+    ) -> Decision {
+        if ex.request_body != RequestBody::Inspect {
+            return Decision::Forward;
+        }
+        self.request_body(ex, size, true, host)
+    }
+
     /// The judge call of `AskJudge` ended (or was never sent): `Forward` resumes the request
     /// (or lets it go on, when the call failed synchronously), `Refuse` answers it.
     pub fn judge_answered<H: Host>(

@@ -22,6 +22,8 @@ pub struct Stream {
     exchange: Option<Exchange>,
     /// The judge call this request waits for.
     judge_token: Option<u32>,
+    /// Request body bytes buffered so far (what the last body callback reported).
+    request_buffered: usize,
 }
 
 /// The engine's view of the host for one stream.
@@ -89,6 +91,7 @@ impl Stream {
             metrics,
             exchange: None,
             judge_token: None,
+            request_buffered: 0,
         }
     }
 
@@ -229,9 +232,20 @@ impl HttpContext for Stream {
         let Some(ex) = self.exchange.as_mut() else {
             return Flow::Continue;
         };
+        self.request_buffered = size;
         let decision = self
             .engine
             .request_body(ex, size, end_of_stream, &mut calls);
+        self.execute(BufferType::HttpRequestBody, size, decision)
+    }
+
+    fn on_http_request_trailers(&mut self, _trailers: usize) -> Flow {
+        let mut calls = self.calls();
+        let Some(ex) = self.exchange.as_mut() else {
+            return Flow::Continue;
+        };
+        let size = self.request_buffered;
+        let decision = self.engine.request_trailers(ex, size, &mut calls);
         self.execute(BufferType::HttpRequestBody, size, decision)
     }
 
