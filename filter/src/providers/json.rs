@@ -121,6 +121,15 @@ pub struct Message<'a> {
     /// Earlier tool calls replayed in the conversation: their arguments can carry data too.
     #[serde(borrow, default)]
     tool_calls: Vec<ToolCall<'a>>,
+    /// The legacy single function call of a replayed assistant turn.
+    #[serde(borrow, default)]
+    function_call: Option<Function<'a>>,
+    /// A participant's name, which the model reads with the message.
+    #[serde(borrow, default)]
+    name: Option<&'a RawValue>,
+    /// A replayed assistant refusal.
+    #[serde(borrow, default)]
+    refusal: Option<&'a RawValue>,
 }
 
 #[derive(serde::Deserialize)]
@@ -146,10 +155,17 @@ pub fn collect_messages(
         if let Some(content) = msg.content {
             collect_content(body, content, role, out)?;
         }
-        for call in &msg.tool_calls {
-            if let Some(arguments) = call.function.as_ref().and_then(|f| f.arguments) {
+        let calls = msg.tool_calls.iter().filter_map(|c| c.function.as_ref());
+        for function in calls.chain(msg.function_call.as_ref()) {
+            if let Some(arguments) = function.arguments {
                 out.extend(string_slot(body, arguments, Role::Assistant)?);
             }
+        }
+        if let Some(name) = msg.name {
+            out.extend(string_slot(body, name, role)?);
+        }
+        if let Some(refusal) = msg.refusal {
+            out.extend(string_slot(body, refusal, Role::Assistant)?);
         }
     }
     Ok(())

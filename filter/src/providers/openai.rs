@@ -33,6 +33,36 @@ struct Request<'a> {
     /// Responses.
     #[serde(borrow, default)]
     max_output_tokens: Option<&'a RawValue>,
+    /// Tool definitions: their descriptions are instructions the model reads.
+    #[serde(borrow, default)]
+    tools: Vec<Tool<'a>>,
+    /// Predicted output (Chat Completions): text the model is shown.
+    #[serde(borrow, default)]
+    prediction: Option<Prediction<'a>>,
+    /// Legacy Completions: text after the insertion point.
+    #[serde(borrow, default)]
+    suffix: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct Tool<'a> {
+    /// Responses API tools carry their description at the top level.
+    #[serde(borrow, default)]
+    description: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    function: Option<ToolFunction<'a>>,
+}
+
+#[derive(Deserialize)]
+struct ToolFunction<'a> {
+    #[serde(borrow, default)]
+    description: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct Prediction<'a> {
+    #[serde(borrow, default)]
+    content: Option<&'a RawValue>,
 }
 
 pub fn parse_request(api: Api, body: &str) -> Result<ParsedRequest, ParseError> {
@@ -52,6 +82,20 @@ pub fn parse_request(api: Api, body: &str) -> Result<ParsedRequest, ParseError> 
     };
     for raw in [req.input, req.prompt].into_iter().flatten() {
         collect_content(body, raw, input_role, &mut texts)?;
+    }
+    if let Some(suffix) = req.suffix {
+        texts.extend(string_slot(body, suffix, Role::User)?);
+    }
+    if let Some(content) = req.prediction.and_then(|p| p.content) {
+        collect_content(body, content, Role::User, &mut texts)?;
+    }
+    // Tool descriptions are the application's, and instructions to the model: a poisoned one
+    // is an injection, so they are read as system text.
+    for tool in &req.tools {
+        let inner = tool.function.as_ref().and_then(|f| f.description);
+        for description in [tool.description, inner].into_iter().flatten() {
+            texts.extend(string_slot(body, description, Role::System)?);
+        }
     }
     let stated = [
         req.max_completion_tokens,
@@ -339,6 +383,32 @@ mod tests {
                 parse_request(Api::ChatCompletions, unknown),
                 Err(ParseError::UnknownShape(_))
             ));
+        }
+    }
+
+    #[test]
+    fn every_field_the_model_reads_is_a_text() {
+        let body = r#"{"model":"m","messages":[
+            {"role":"user","name":"alice","content":"hi"},
+            {"role":"assistant","content":null,"refusal":"I cannot","function_call":{"name":"f","arguments":"{\"q\":\"legacy\"}"}}],
+            "tools":[{"type":"function","function":{"name":"lookup","description":"Looks things up"}},
+                     {"type":"function","name":"r","description":"Responses-style tool"}],
+            "prediction":{"type":"content","content":"predicted text"},
+            "suffix":"after the cursor"}"#;
+        let got = texts(Api::ChatCompletions, body);
+        for want in [
+            (Role::User, "alice"),
+            (Role::Assistant, "I cannot"),
+            (Role::Assistant, "{\"q\":\"legacy\"}"),
+            (Role::System, "Looks things up"),
+            (Role::System, "Responses-style tool"),
+            (Role::User, "predicted text"),
+            (Role::User, "after the cursor"),
+        ] {
+            assert!(
+                got.iter().any(|(r, t)| *r == want.0 && t == want.1),
+                "{want:?} not in {got:?}"
+            );
         }
     }
 
