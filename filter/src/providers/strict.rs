@@ -3,13 +3,17 @@
 //! another. Duplicate keys at any depth (providers differ on which one wins), nesting deeper than
 //! a bound, and invalid strings (bad escapes, lone surrogates) fail here.
 
-use std::collections::HashSet;
+use std::borrow::Cow;
+use std::collections::BTreeSet;
 use std::fmt;
 
 use serde::de::{DeserializeSeed, Deserializer, Error as _, MapAccess, SeqAccess, Visitor};
 
 /// Nesting deeper than this is refused: no provider's request needs a fraction of it.
 pub const MAX_DEPTH: usize = 64;
+
+/// Objects with up to this many keys are checked by comparing each key with the others.
+const FEW_KEYS: usize = 16;
 
 /// Why a body is not strict JSON, for the refusal's message.
 pub fn check(body: &str) -> Result<(), serde_json::Error> {
@@ -74,9 +78,22 @@ impl<'de> Visitor<'de> for Strict {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let mut seen: HashSet<std::borrow::Cow<'de, str>> = HashSet::new();
-        while let Some(key) = map.next_key::<Key<'de>>()? {
-            if !seen.insert(key.0) {
+        // Request objects have a handful of keys: a list compared in place beats hashing them;
+        // an object with many keys is checked through an ordered set.
+        let mut few: Vec<Cow<'de, str>> = Vec::new();
+        let mut many: BTreeSet<Cow<'de, str>> = BTreeSet::new();
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            let repeated = if many.is_empty() && few.len() < FEW_KEYS {
+                let seen = few.contains(&key);
+                few.push(key);
+                seen
+            } else {
+                if many.is_empty() {
+                    many.extend(few.drain(..));
+                }
+                !many.insert(key)
+            };
+            if repeated {
                 return Err(A::Error::custom("duplicate key"));
             }
             map.next_value_seed(Strict {
@@ -88,7 +105,7 @@ impl<'de> Visitor<'de> for Strict {
 }
 
 /// An object key, borrowed from the body unless it had escapes.
-struct Key<'de>(std::borrow::Cow<'de, str>);
+struct Key<'de>(Cow<'de, str>);
 
 impl<'de> serde::Deserialize<'de> for Key<'de> {
     fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
@@ -99,10 +116,10 @@ impl<'de> serde::Deserialize<'de> for Key<'de> {
                 f.write_str("an object key")
             }
             fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Key<'de>, E> {
-                Ok(Key(std::borrow::Cow::Borrowed(s)))
+                Ok(Key(Cow::Borrowed(s)))
             }
             fn visit_str<E>(self, s: &str) -> Result<Key<'de>, E> {
-                Ok(Key(std::borrow::Cow::Owned(s.to_owned())))
+                Ok(Key(Cow::Owned(s.to_owned())))
             }
         }
         de.deserialize_str(KeyVisitor)
@@ -142,5 +159,12 @@ mod tests {
         }
         let fine = format!("{}{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
         assert!(check(&fine).is_ok());
+        // Past the few keys compared in place, the set still finds a repeat, wherever it is.
+        let keys: Vec<String> = (0..40).map(|i| format!("\"k{i}\":{i}")).collect();
+        assert!(check(&format!("{{{}}}", keys.join(","))).is_ok());
+        for repeat in [3, 20, 39] {
+            let body = format!("{{{},\"k{repeat}\":0}}", keys.join(","));
+            assert!(check(&body).is_err(), "k{repeat}");
+        }
     }
 }
