@@ -154,9 +154,7 @@ impl Engine {
             DecodeError::TooLarge { .. } => (413, BODY_TOO_LARGE),
             DecodeError::Corrupt(_) => (400, MALFORMED_BODY),
         };
-        ex.verdict.record(Action::Block, name);
-        let message = format!("Sluice could not inspect this request: {err}");
-        Decision::Refuse(self.refusal(ex, status, name, &message, None))
+        self.refuse_unreadable(ex, status, name, &err)
     }
 
     /// Request trailers: the body (`size` bytes buffered) is complete, though no body callback

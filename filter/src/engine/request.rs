@@ -170,17 +170,26 @@ impl Engine {
             _ => (400, MALFORMED_BODY),
         };
         match self.config.on_parse_error {
-            Action::Block => {
-                ex.verdict.record(Action::Block, name);
-                let message = format!("Sluice could not inspect this request: {err}");
-                Decision::Refuse(self.refusal(ex, status, name, &message, None))
-            }
+            Action::Block => self.refuse_unreadable(ex, status, name, &err),
             Action::Allow => Decision::Forward,
             _ => {
                 ex.verdict.record(Action::Alert, name);
                 Decision::Forward
             }
         }
+    }
+
+    /// Refuses a request body that cannot be inspected, saying why in the provider's format.
+    pub(crate) fn refuse_unreadable(
+        &self,
+        ex: &mut Exchange,
+        status: u16,
+        name: &'static str,
+        why: &dyn std::fmt::Display,
+    ) -> Decision {
+        ex.verdict.record(Action::Block, name);
+        let message = format!("Sluice could not inspect this request: {why}");
+        Decision::Refuse(self.refusal(ex, status, name, &message, None))
     }
 }
 
