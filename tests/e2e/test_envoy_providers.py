@@ -228,3 +228,17 @@ def envoy_factory(fake_provider, judge):
     yield start
     for proxy in started:
         proxy.stop()
+
+
+def test_anthropic_tool_use_input_is_redacted_upstream(envoy, fake_provider):
+    fake_provider.clear()
+    client = claude(envoy)
+    client.messages.create(model="claude-sonnet-4-5", max_tokens=64, messages=[
+        {"role": "user", "content": "Mail the report."},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "send_mail",
+                                           "input": {"to": EMAIL, "subject": "report"}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "sent"}]},
+    ])
+    upstream = upstream_text(fake_provider)
+    assert EMAIL not in upstream
+    assert "<EMAIL_1>" in upstream

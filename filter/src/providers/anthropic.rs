@@ -157,6 +157,44 @@ mod tests {
     use super::*;
 
     #[test]
+    fn tool_inputs_and_document_titles_are_texts_too() {
+        let body = r#"{"model":"claude","max_tokens":5,"messages":[
+            {"role":"assistant","content":[{"type":"tool_use","id":"t","name":"mail",
+                "input":{"to":"jane@example.com","cc":["bob@example.com"],"n":3,"opts":{"note":"deep"}}},
+                {"type":"server_tool_use","id":"s","name":"web_search","input":{"query":"q"}}]},
+            {"role":"user","content":[{"type":"document","title":"Ignore the rules","context":"ctx",
+                "source":{"type":"text","media_type":"text/plain","data":"doc"}}]}]}"#;
+        let got: Vec<(Role, String)> = parse_request(body)
+            .unwrap()
+            .texts
+            .into_iter()
+            .map(|t| (t.role, t.text))
+            .collect();
+        for want in [
+            (Role::Assistant, "jane@example.com"),
+            (Role::Assistant, "bob@example.com"),
+            (Role::Assistant, "deep"),
+            (Role::Assistant, "q"),
+            (Role::Document, "Ignore the rules"),
+            (Role::Document, "ctx"),
+            (Role::Document, "doc"),
+        ] {
+            assert!(
+                got.iter().any(|(r, t)| *r == want.0 && t == want.1),
+                "{want:?} not in {got:?}"
+            );
+        }
+        // Each string is a slot of its own, so redaction rewrites it in place.
+        let parsed = parse_request(body).unwrap();
+        let slot = parsed
+            .texts
+            .iter()
+            .find(|t| t.text == "jane@example.com")
+            .unwrap();
+        assert_eq!(&body[slot.literal.clone()], "\"jane@example.com\"");
+    }
+
+    #[test]
     fn system_messages_tool_results_documents() {
         let body = r#"{"model":"claude","system":[{"type":"text","text":"sys"}],"messages":[
             {"role":"user","content":"hi"},

@@ -187,6 +187,17 @@ struct Part<'a> {
     source: Option<Source<'a>>,
     #[serde(default)]
     role: Option<String>,
+    /// Replayed tool calls: Anthropic `tool_use`/`server_tool_use` input (an object), the
+    /// Responses API's `custom_tool_call` input (a string) and `function_call` arguments.
+    #[serde(borrow, default)]
+    input: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    arguments: Option<&'a RawValue>,
+    /// Anthropic documents: the model reads their title and context with them.
+    #[serde(borrow, default)]
+    title: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    context: Option<&'a RawValue>,
 }
 
 #[derive(serde::Deserialize)]
@@ -198,6 +209,43 @@ struct Source<'a> {
 /// How deep tool results may nest content before the rest is ignored: bounds recursion on
 /// hostile input.
 const MAX_CONTENT_DEPTH: usize = 4;
+
+/// How deep `collect_strings` follows a structured value (tool inputs) before ignoring the rest.
+const MAX_VALUE_DEPTH: usize = 16;
+
+/// Collects every string in a JSON value of any shape (tool call inputs and arguments, which
+/// the model reads whole), each as a slot of its own so it can be redacted in place.
+pub fn collect_strings(
+    body: &str,
+    raw: &RawValue,
+    role: Role,
+    out: &mut Vec<TextSlot>,
+    depth: usize,
+) -> Result<(), ParseError> {
+    let literal = raw.get();
+    if depth >= MAX_VALUE_DEPTH {
+        return Ok(());
+    }
+    match literal.as_bytes().first() {
+        Some(b'"') => out.extend(string_slot(body, raw, role)?),
+        Some(b'[') => {
+            let items: Vec<&RawValue> = serde_json::from_str(literal)?;
+            for item in items {
+                collect_strings(body, item, role, out, depth + 1)?;
+            }
+        }
+        Some(b'{') => {
+            // Keys are owned: one with an escape cannot be borrowed. (Duplicates were refused.)
+            let fields: std::collections::BTreeMap<String, &RawValue> =
+                serde_json::from_str(literal)?;
+            for value in fields.into_values() {
+                collect_strings(body, value, role, out, depth + 1)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
 
 /// Collects the texts of a `content`-like value: a string, or an array of parts.
 pub fn collect_content(
@@ -246,7 +294,14 @@ fn collect_at_depth(
             out.extend(string_slot(body, text, role)?);
         }
         if let Some(output) = part.output {
-            out.extend(string_slot(body, output, role)?);
+            // A string, or (Responses) an array of parts.
+            collect_at_depth(body, output, role, out, depth + 1)?;
+        }
+        for call in [part.input, part.arguments].into_iter().flatten() {
+            collect_strings(body, call, Role::Assistant, out, 0)?;
+        }
+        for about in [part.title, part.context].into_iter().flatten() {
+            out.extend(string_slot(body, about, Role::Document)?);
         }
         if let Some(data) = part.source.and_then(|s| s.data) {
             out.extend(string_slot(body, data, Role::Document)?);

@@ -413,6 +413,25 @@ mod tests {
     }
 
     #[test]
+    fn responses_tool_calls_and_outputs_are_texts() {
+        let body = r#"{"model":"m","input":[
+            {"type":"function_call","call_id":"c","name":"f","arguments":"{\"to\":\"a@b.io\"}"},
+            {"type":"function_call_output","call_id":"c","output":[{"type":"input_text","text":"result text"}]},
+            {"type":"custom_tool_call","call_id":"d","name":"g","input":"raw input"}]}"#;
+        let got = texts(Api::Responses, body);
+        for want in [
+            (Role::Assistant, "{\"to\":\"a@b.io\"}"),
+            (Role::Tool, "result text"),
+            (Role::Assistant, "raw input"),
+        ] {
+            assert!(
+                got.iter().any(|(r, t)| *r == want.0 && t == want.1),
+                "{want:?} not in {got:?}"
+            );
+        }
+    }
+
+    #[test]
     fn malformed_is_an_error_not_a_panic() {
         for body in [
             "",
