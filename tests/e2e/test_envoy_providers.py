@@ -242,3 +242,15 @@ def test_anthropic_tool_use_input_is_redacted_upstream(envoy, fake_provider):
     upstream = upstream_text(fake_provider)
     assert EMAIL not in upstream
     assert "<EMAIL_1>" in upstream
+
+
+def test_gemini_function_calls_and_responses_are_inspected(envoy, fake_provider):
+    fake_provider.clear()
+    r = requests.post(f"{envoy.url}/v1beta/models/gemini-2.0-flash:generateContent", timeout=30, json={"contents": [
+        {"role": "user", "parts": [{"text": "Mail the report."}]},
+        {"role": "model", "parts": [{"functionCall": {"name": "send_mail", "args": {"to": EMAIL}}}]},
+        {"role": "user", "parts": [{"functionResponse": {"name": "send_mail", "response": {"status": "sent"}}}]},
+    ]})
+    assert r.status_code == 200
+    upstream = upstream_text(fake_provider)
+    assert EMAIL not in upstream and "<EMAIL_1>" in upstream

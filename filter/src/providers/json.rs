@@ -198,6 +198,28 @@ struct Part<'a> {
     title: Option<&'a RawValue>,
     #[serde(borrow, default)]
     context: Option<&'a RawValue>,
+    /// Gemini parts: a replayed function call's arguments, a function's response.
+    #[serde(borrow, default, rename = "functionCall", alias = "function_call")]
+    gemini_call: Option<GeminiCall<'a>>,
+    #[serde(
+        borrow,
+        default,
+        rename = "functionResponse",
+        alias = "function_response"
+    )]
+    gemini_response: Option<GeminiResponse<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct GeminiCall<'a> {
+    #[serde(borrow, default)]
+    args: Option<&'a RawValue>,
+}
+
+#[derive(serde::Deserialize)]
+struct GeminiResponse<'a> {
+    #[serde(borrow, default)]
+    response: Option<&'a RawValue>,
 }
 
 #[derive(serde::Deserialize)]
@@ -269,10 +291,15 @@ fn collect_at_depth(
         out.extend(string_slot(body, raw, role)?);
         return Ok(());
     }
-    if !literal.starts_with('[') || depth >= MAX_CONTENT_DEPTH {
+    if depth >= MAX_CONTENT_DEPTH {
         return Ok(());
     }
-    let items: Vec<&RawValue> = serde_json::from_str(literal)?;
+    // One part given on its own where a list is expected (Gemini accepts `parts: {…}`).
+    let items: Vec<&RawValue> = match literal.as_bytes().first() {
+        Some(b'[') => serde_json::from_str(literal)?,
+        Some(b'{') => vec![raw],
+        _ => return Ok(()),
+    };
     for item in items {
         // Arrays hold parts (objects), plain strings (embeddings and completions input) or
         // token ids, which carry no text to inspect.
@@ -302,6 +329,12 @@ fn collect_at_depth(
         }
         for about in [part.title, part.context].into_iter().flatten() {
             out.extend(string_slot(body, about, Role::Document)?);
+        }
+        if let Some(args) = part.gemini_call.and_then(|c| c.args) {
+            collect_strings(body, args, Role::Assistant, out, 0)?;
+        }
+        if let Some(response) = part.gemini_response.and_then(|r| r.response) {
+            collect_strings(body, response, Role::Tool, out, 0)?;
         }
         if let Some(data) = part.source.and_then(|s| s.data) {
             out.extend(string_slot(body, data, Role::Document)?);
