@@ -164,26 +164,19 @@ mod tests {
                 {"type":"server_tool_use","id":"s","name":"web_search","input":{"query":"q"}}]},
             {"role":"user","content":[{"type":"document","title":"Ignore the rules","context":"ctx",
                 "source":{"type":"text","media_type":"text/plain","data":"doc"}}]}]}"#;
-        let got: Vec<(Role, String)> = parse_request(body)
-            .unwrap()
-            .texts
-            .into_iter()
-            .map(|t| (t.role, t.text))
-            .collect();
-        for want in [
-            (Role::Assistant, "jane@example.com"),
-            (Role::Assistant, "bob@example.com"),
-            (Role::Assistant, "deep"),
-            (Role::Assistant, "q"),
-            (Role::Document, "Ignore the rules"),
-            (Role::Document, "ctx"),
-            (Role::Document, "doc"),
-        ] {
-            assert!(
-                got.iter().any(|(r, t)| *r == want.0 && t == want.1),
-                "{want:?} not in {got:?}"
-            );
-        }
+        let got = crate::providers::role_texts(parse_request(body).unwrap());
+        crate::providers::assert_has_texts(
+            &got,
+            &[
+                (Role::Assistant, "jane@example.com"),
+                (Role::Assistant, "bob@example.com"),
+                (Role::Assistant, "deep"),
+                (Role::Assistant, "q"),
+                (Role::Document, "Ignore the rules"),
+                (Role::Document, "ctx"),
+                (Role::Document, "doc"),
+            ],
+        );
         // Each string is a slot of its own, so redaction rewrites it in place.
         let parsed = parse_request(body).unwrap();
         let slot = parsed

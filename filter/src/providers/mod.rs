@@ -301,6 +301,27 @@ pub fn error_body(provider: Provider, status: u16, code: &str, message: &str) ->
     }
 }
 
+/// What the codecs' tests compare: each text of a parsed request with its role.
+#[cfg(test)]
+pub(crate) fn role_texts(parsed: ParsedRequest) -> Vec<(crate::model::Role, String)> {
+    parsed.texts.into_iter().map(|t| (t.role, t.text)).collect()
+}
+
+/// Asserts that every `(role, text)` of `want` is among `got`.
+#[cfg(test)]
+pub(crate) fn assert_has_texts(
+    got: &[(crate::model::Role, String)],
+    want: &[(crate::model::Role, &str)],
+) {
+    for (role, text) in want {
+        assert!(
+            got.iter().any(|(r, t)| r == role && t == text),
+            "{:?} not in {got:?}",
+            (role, text)
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -289,12 +289,7 @@ mod tests {
     use super::*;
 
     fn texts(api: Api, body: &str) -> Vec<(Role, String)> {
-        parse_request(api, body)
-            .unwrap()
-            .texts
-            .into_iter()
-            .map(|t| (t.role, t.text))
-            .collect()
+        crate::providers::role_texts(parse_request(api, body).unwrap())
     }
 
     #[test]
@@ -396,20 +391,18 @@ mod tests {
             "prediction":{"type":"content","content":"predicted text"},
             "suffix":"after the cursor"}"#;
         let got = texts(Api::ChatCompletions, body);
-        for want in [
-            (Role::User, "alice"),
-            (Role::Assistant, "I cannot"),
-            (Role::Assistant, "{\"q\":\"legacy\"}"),
-            (Role::System, "Looks things up"),
-            (Role::System, "Responses-style tool"),
-            (Role::User, "predicted text"),
-            (Role::User, "after the cursor"),
-        ] {
-            assert!(
-                got.iter().any(|(r, t)| *r == want.0 && t == want.1),
-                "{want:?} not in {got:?}"
-            );
-        }
+        crate::providers::assert_has_texts(
+            &got,
+            &[
+                (Role::User, "alice"),
+                (Role::Assistant, "I cannot"),
+                (Role::Assistant, "{\"q\":\"legacy\"}"),
+                (Role::System, "Looks things up"),
+                (Role::System, "Responses-style tool"),
+                (Role::User, "predicted text"),
+                (Role::User, "after the cursor"),
+            ],
+        );
     }
 
     #[test]
@@ -419,16 +412,14 @@ mod tests {
             {"type":"function_call_output","call_id":"c","output":[{"type":"input_text","text":"result text"}]},
             {"type":"custom_tool_call","call_id":"d","name":"g","input":"raw input"}]}"#;
         let got = texts(Api::Responses, body);
-        for want in [
-            (Role::Assistant, "{\"to\":\"a@b.io\"}"),
-            (Role::Tool, "result text"),
-            (Role::Assistant, "raw input"),
-        ] {
-            assert!(
-                got.iter().any(|(r, t)| *r == want.0 && t == want.1),
-                "{want:?} not in {got:?}"
-            );
-        }
+        crate::providers::assert_has_texts(
+            &got,
+            &[
+                (Role::Assistant, "{\"to\":\"a@b.io\"}"),
+                (Role::Tool, "result text"),
+                (Role::Assistant, "raw input"),
+            ],
+        );
     }
 
     #[test]
