@@ -209,7 +209,8 @@ impl Engine {
             .routes
             .iter()
             .position(|r| path.starts_with(&r.path_prefix));
-        let detected = providers::endpoint_for_path(path);
+        let canonical = providers::canonical_path(path);
+        let detected = providers::endpoint_for_path(&canonical);
         let endpoint = match (route.and_then(|i| self.config.routes[i].provider), detected) {
             (Some(provider), Some(e)) => Endpoint { provider, ..e },
             (_, detected) => detected?,
@@ -220,7 +221,7 @@ impl Engine {
             vault: Vault::default(),
             verdict: Verdict::default(),
             // Gemini and Azure name the model in the path; a body's `model` replaces it.
-            model: providers::model_in_path(path),
+            model: providers::model_in_path(&canonical).map(str::to_owned),
             streamed_answer: false,
             usage: UsageMeter::default(),
             identity: None,

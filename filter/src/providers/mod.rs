@@ -61,12 +61,11 @@ pub struct Endpoint {
     pub api: Api,
 }
 
-/// Recognises an LLM API by its path (query string ignored). Azure OpenAI's
+/// Recognises an LLM API by its path, as [`canonical_path`] gives it. Azure OpenAI's
 /// `/openai/deployments/{name}/...` paths map to the OpenAI formats.
-pub fn endpoint_for_path(path: &str) -> Option<Endpoint> {
-    // Providers route case-insensitively and many proxies merge slashes and decode escapes:
-    // recognise every spelling that can reach one (`/V1//chat/completions`, `%3AgenerateContent`).
-    let path = canonical_path(path).to_ascii_lowercase();
+pub fn endpoint_for_path(canonical: &str) -> Option<Endpoint> {
+    // Providers route case-insensitively.
+    let path = canonical.to_ascii_lowercase();
     let path = path.trim_end_matches('/');
     let openai = |api| {
         Some(Endpoint {
@@ -233,23 +232,21 @@ pub fn answer_usage(endpoint: Endpoint, body: &str) -> ReportedUsage {
 
 /// The model a path names, for APIs that put it there rather than in the body: Gemini's
 /// `/models/{model}:generateContent` and Azure OpenAI's `/openai/deployments/{deployment}/`
-/// (the deployment stands for the model).
-pub fn model_in_path(path: &str) -> Option<String> {
-    let path = canonical_path(path);
+/// (the deployment stands for the model). `canonical` is as [`canonical_path`] gives it.
+pub fn model_in_path(canonical: &str) -> Option<&str> {
+    let path = canonical;
     if let Some((_, rest)) = path.split_once("/openai/deployments/") {
-        return rest
-            .split('/')
-            .next()
-            .filter(|m| !m.is_empty())
-            .map(str::to_owned);
+        return rest.split('/').next().filter(|m| !m.is_empty());
     }
     let (_, rest) = path.rsplit_once("/models/")?;
     let model = rest.split(':').next()?;
-    (rest.contains(':') && !model.is_empty() && !model.contains('/')).then(|| model.to_owned())
+    (rest.contains(':') && !model.is_empty() && !model.contains('/')).then_some(model)
 }
 
 /// The path as a provider reads it: no query or fragment, percent-escapes decoded (where they
 /// decode to UTF-8), runs of slashes merged. Case is kept (model names in paths keep theirs).
+/// Every spelling that can reach a provider (`//v1//chat/completions`, `%3AgenerateContent`)
+/// is then recognised; computed once per request.
 pub fn canonical_path(path: &str) -> String {
     let path = path.split(['?', '#']).next().unwrap_or_default();
     let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
@@ -433,7 +430,7 @@ mod tests {
             ),
         ];
         for (path, want) in cases {
-            assert_eq!(model_in_path(path).as_deref(), want, "{path}");
+            assert_eq!(model_in_path(&canonical_path(path)), want, "{path}");
         }
     }
 
@@ -612,7 +609,7 @@ mod tests {
             ("/v1/messages%3F", None),
         ];
         for (path, want) in cases {
-            let got = endpoint_for_path(path).map(|e| (e.provider, e.api));
+            let got = endpoint_for_path(&canonical_path(path)).map(|e| (e.provider, e.api));
             assert_eq!(got, want, "{path}");
         }
     }
