@@ -35,10 +35,19 @@ train-venv:
 	@test -x $(TRAIN_PY) || python3 -m venv $(TRAIN_VENV)
 	$(TRAIN_PY) -m pip install -q --disable-pip-version-check -r judge-service/train/requirements.txt
 
-# The manifest: dev rows normalised by the judge's own code, with split, family and attack focus.
-train-manifest: build-judge
+# Generated rows for what the dev files lack (agents' tool results, benign prompts with trigger
+# words): deterministic, standard library only; see judge-service/train/synthesize.py.
+SYNTHETIC := $(TRAIN_WORK)/synthetic.jsonl
+
+.PHONY: synthetic
+synthetic:
 	@mkdir -p $(TRAIN_WORK)
-	$(JUDGE_BIN) dataset --data $(DATA_DIR) --out $(TRAIN_WORK)/manifest.jsonl
+	python3 judge-service/train/synthesize.py --out $(SYNTHETIC)
+
+# The manifest: dev and generated rows normalised by the judge's own code, with split, family
+# and attack focus.
+train-manifest: build-judge synthetic
+	$(JUDGE_BIN) dataset --data $(DATA_DIR) --more $(SYNTHETIC) --out $(TRAIN_WORK)/manifest.jsonl
 
 # Retrains the shipped encoder (about 20 minutes on 2 cores; seeded, deterministic torch, one
 # pinned environment), writes encoder.onnx (int8), tokenizer.json and encoder.json (operating
@@ -56,7 +65,7 @@ train-judge-lofo: train-venv train-manifest
 	set -e; for k in $$(seq 0 $$(($(LOFO_FOLDS) - 1))); do \
 	    families=$$($(TRAIN_ENCODER) --print-fold $$k/$(LOFO_FOLDS)); \
 	    $(JUDGE_BIN) train --data $(DATA_DIR) --out $(TRAIN_WORK)/ngram-fold$$k.bin --exclude-families "$$families" > /dev/null; \
-	    $(JUDGE_BIN) dataset --data $(DATA_DIR) --out $(TRAIN_WORK)/manifest-fold$$k.jsonl \
+	    $(JUDGE_BIN) dataset --data $(DATA_DIR) --more $(SYNTHETIC) --out $(TRAIN_WORK)/manifest-fold$$k.jsonl \
 	        --ngram-model $(TRAIN_WORK)/ngram-fold$$k.bin; \
 	    $(TRAIN_ENCODER) --base "$(ENCODER_BASE)" --out $(TRAIN_WORK)/fold$$k --fold $$k/$(LOFO_FOLDS) \
 	        --ngram-from $(TRAIN_WORK)/manifest-fold$$k.jsonl; \
@@ -71,8 +80,8 @@ train-judge-ngram: build-judge
 
 # Blocked and flagged per family and language: held-out fifth of the dev files, the test file,
 # then the recorded leave-family-out tables (about 3 minutes on 2 cores).
-eval-judge: build-judge
-	$(JUDGE_BIN) eval --data $(DATA_DIR)
+eval-judge: build-judge synthetic
+	$(JUDGE_BIN) eval --data $(DATA_DIR) --more $(SYNTHETIC)
 
 # Loopback load per backend, bounded (closed loop: 4000 requests or 10 s; then 400 requests at
 # 20 req/s). The llm and ensemble runs use the fake provider as the LLM, so they measure the
@@ -92,3 +101,9 @@ bench-judge: build-judge build-fake-provider
 
 run-judge: build-judge
 	$(JUDGE_BIN) serve
+
+# The generator of training rows (fast; no training).
+TEST_TARGETS += test-synthetic
+.PHONY: test-synthetic
+test-synthetic:
+	$(PYTHON) -m pytest -q judge-service/train/test_synthesize.py

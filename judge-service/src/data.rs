@@ -65,9 +65,12 @@ pub fn load(path: &Path) -> Result<Vec<Row>, DataError> {
         .collect()
 }
 
+/// Source prefix of the rows `train/synthesize.py` generates.
+pub const SYNTHETIC_SOURCE: &str = "sluice-synth/";
+
 /// True when the row belongs to the held-out part of the dev data.
 pub fn is_held_out(row: &Row) -> bool {
-    let key = match payload_family(row) {
+    let key = match payload_family(row).or_else(|| synthetic_template(row)) {
         Some(family) => hash64(SPLIT_SEED, family.as_bytes()),
         None => hash64(SPLIT_SEED, for_model(&row.text).as_bytes()),
     };
@@ -109,6 +112,16 @@ fn payload_family(row: &Row) -> Option<&str> {
     category
         .strip_prefix("indirect_injection:")
         .and_then(|rest| rest.rsplit(':').next())
+}
+
+/// The template (or attacker goal) a generated row was made from, the last part of its
+/// category: generated rows are held out by template, so held-out figures say how the model
+/// does on wording it never trained on, not on another fill of the same sentence.
+fn synthetic_template(row: &Row) -> Option<&str> {
+    if !row.source.starts_with(SYNTHETIC_SOURCE) {
+        return None;
+    }
+    row.category.as_deref()?.rsplit(':').next()
 }
 
 /// Per-source confusion counts.
@@ -182,5 +195,33 @@ mod tests {
         for (source, want) in cases {
             assert_eq!(family(source), want, "{source}");
         }
+    }
+
+    fn row(source: &str, category: &str, text: &str) -> Row {
+        Row {
+            text: text.into(),
+            label: 0,
+            source: source.into(),
+            category: Some(category.into()),
+            lang: None,
+        }
+    }
+
+    #[test]
+    fn generated_rows_are_held_out_by_template_and_others_by_text() {
+        let texts: Vec<String> = (0..200).map(|i| format!("text number {i}")).collect();
+        for template in ["css", "roleplay", "forget", "inbox", "shell"] {
+            let category = format!("benign:trigger_words:{template}");
+            let sides: std::collections::BTreeSet<bool> = texts
+                .iter()
+                .map(|t| is_held_out(&row("sluice-synth/trigger-words", &category, t)))
+                .collect();
+            assert_eq!(sides.len(), 1, "{template}: one side for every fill");
+        }
+        let dev_sides: std::collections::BTreeSet<bool> = texts
+            .iter()
+            .map(|t| is_held_out(&row("clinc/oos-eval", "benign:trigger_words:css", t)))
+            .collect();
+        assert_eq!(dev_sides.len(), 2, "dev rows are split by their text");
     }
 }

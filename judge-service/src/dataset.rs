@@ -4,7 +4,7 @@
 //! leave-family-out evaluation) and, for long attack texts, the segment that carries the attack.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::data;
 use crate::model::LinearModel;
@@ -34,15 +34,21 @@ struct ManifestRow<'a> {
     ngram: f32,
 }
 
-/// Writes one JSON line per row of the dev files; returns the number of rows written.
+/// Writes one JSON line per row of the dev files and of `more` (generated rows, see
+/// `train/synthesize.py`); returns the number of rows written.
 pub fn export(
     data_dir: &Path,
+    more: &[PathBuf],
     model: &LinearModel,
     out: &mut impl Write,
 ) -> Result<usize, Box<dyn std::error::Error>> {
     let mut n = 0;
-    for file in FILES {
-        for row in data::load(&data_dir.join(file))? {
+    let files = FILES
+        .iter()
+        .map(|f| data_dir.join(f))
+        .chain(more.iter().cloned());
+    for file in files {
+        for row in data::load(&file)? {
             let text = for_model(&row.text);
             let focus = (row.label == 1 && text.len() > FOCUS_MIN_BYTES)
                 .then(|| most_suspicious_offset(model, &text))

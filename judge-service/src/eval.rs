@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::backend::embedded::EmbeddedBackend;
 use crate::data::{self, Row};
@@ -146,12 +146,17 @@ fn tally(
     Ok((by_key, by_lang))
 }
 
+/// `more`: generated rows (`train/synthesize.py`) measured with the dev files.
 pub fn evaluate(
     backend: &EmbeddedBackend,
     data_dir: &Path,
+    more: &[PathBuf],
 ) -> Result<String, Box<dyn std::error::Error>> {
     let mut dev = data::load(&data_dir.join(data::DEV_FILE))?;
     dev.extend(data::load(&data_dir.join(data::EXTRA_FILE))?);
+    for file in more {
+        dev.extend(data::load(file)?);
+    }
     let test = data::load(&data_dir.join(data::TEST_FILE))?;
     let held: Vec<&Row> = dev.iter().filter(|r| data::is_held_out(r)).collect();
     let p = backend.points();

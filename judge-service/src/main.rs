@@ -206,12 +206,18 @@ enum Command {
         /// N-gram model whose scores the manifest carries; the compiled-in one when absent.
         #[arg(long)]
         ngram_model: Option<PathBuf>,
+        /// More rows to include, in the dev files' format (`train/synthesize.py` writes them).
+        #[arg(long)]
+        more: Vec<PathBuf>,
     },
     /// Print what the embedded model blocks and flags per family and language (held-out dev
     /// part and test file), and the encoder's recorded leave-family-out figures.
     Eval {
         #[arg(long, env = "SLUICE_DATA_DIR", default_value = "../shared/data")]
         data: PathBuf,
+        /// More rows to measure with the dev files (generated ones; see `dataset --more`).
+        #[arg(long)]
+        more: Vec<PathBuf>,
         #[command(flatten)]
         embedded: EmbeddedArgs,
     },
@@ -297,7 +303,10 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 ..Default::default()
             };
             let model = train::train(&cfg)?;
-            print!("{}", eval::evaluate(&EmbeddedBackend::ngram(model), &data)?);
+            print!(
+                "{}",
+                eval::evaluate(&EmbeddedBackend::ngram(model), &data, &[])?
+            );
         }
         Command::Score { embedded } => {
             let backend = embedded.build()?;
@@ -312,6 +321,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             data,
             out,
             ngram_model,
+            more,
         } => {
             let ngram = match ngram_model {
                 Some(p) => LinearModel::load(&p)?,
@@ -320,12 +330,16 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             let file = std::fs::File::create(&out)
                 .map_err(|e| format!("creating {}: {e}", out.display()))?;
             let mut w = std::io::BufWriter::new(file);
-            let n = sluice_judge::dataset::export(&data, &ngram, &mut w)?;
+            let n = sluice_judge::dataset::export(&data, &more, &ngram, &mut w)?;
             w.flush()?;
             eprintln!("{n} rows written to {}", out.display());
         }
-        Command::Eval { data, embedded } => {
-            print!("{}", eval::evaluate(&embedded.build()?, &data)?);
+        Command::Eval {
+            data,
+            more,
+            embedded,
+        } => {
+            print!("{}", eval::evaluate(&embedded.build()?, &data, &more)?);
             if let EmbeddedKind::Encoder = embedded.embedded {
                 let dir = embedded
                     .encoder
