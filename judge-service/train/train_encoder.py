@@ -117,17 +117,23 @@ def capped(rows, cap, rng):
 
 def deal_folds(rows, n):
     """Families dealt into n folds, largest first, each to the fold holding the fewest rows of
-    that family's majority label: every fold gets attacks and benign text."""
+    that family's majority label: every fold gets attacks and benign text. Families with
+    benign documents go first, one to each fold in turn, so that the families trained on
+    always keep benign documents to pick the document operating point on (a fold without any
+    measures nothing but that gap)."""
     size = collections.Counter()
     atk = collections.Counter()
+    docs = set()
     for r in rows:
         size[r["family"]] += 1
         atk[r["family"]] += r["label"]
+        if r["document"] and r["label"] == 0:
+            docs.add(r["family"])
     load = [[0, 0] for _ in range(n)]
     fold = {}
-    for fam in sorted(size, key=lambda f: (-size[f], f)):
+    for j, fam in enumerate(sorted(size, key=lambda f: (f not in docs, -size[f], f))):
         major = 1 if atk[fam] * 2 >= size[fam] else 0
-        k = min(range(n), key=lambda i: (load[i][major], i))
+        k = j if fam in docs and j < n else min(range(n), key=lambda i: (load[i][major], i))
         fold[fam] = k
         load[k][0] += size[fam] - atk[fam]
         load[k][1] += atk[fam]
