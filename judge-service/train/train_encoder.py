@@ -370,7 +370,7 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--manifest")
     p.add_argument("--base", help="directory of the pretrained encoder")
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", help="model directory (with --merge: the result file)")
     p.add_argument("--fold", help="K/N: leave fold K of N family folds out")
     p.add_argument("--cap", type=int, default=2000, help="training rows per (family, label)")
     p.add_argument("--epochs", type=int, default=1)
@@ -390,6 +390,8 @@ def main():
     p.add_argument("--print-fold", metavar="K/N", help="print fold K's families, comma-separated, and exit")
     p.add_argument("--merge", nargs="+", metavar="FOLD_DIR", help="merge fold results into --out (a file)")
     args = p.parse_args()
+    if not args.out and not args.print_fold:
+        p.error("--out is required")
     if args.merge:
         merge(args.out, args.merge, " ".join(["train_encoder.py"] + sys.argv[1:]))
         return
@@ -398,12 +400,12 @@ def main():
     torch.set_num_threads(args.threads)
     torch.use_deterministic_algorithms(True)
     rng = random.Random(args.seed)
-    os.makedirs(args.out, exist_ok=True)
     rows = [json.loads(l) for l in open(args.manifest, encoding="utf-8")]
     if args.print_fold:
         k, n = (int(x) for x in args.print_fold.split("/"))
         print(",".join(sorted(f for f, i in deal_folds(rows, n).items() if i == k)))
         return
+    os.makedirs(args.out, exist_ok=True)
     tok = Tokenizer.from_file(os.path.join(args.base, "tokenizer.json"))
     tok.no_padding()
     tok.no_truncation()
