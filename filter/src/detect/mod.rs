@@ -116,6 +116,13 @@ impl Detectors {
         self.scan_values(text, out);
     }
 
+    /// The answer checks alone (script, exfiltration, refusal): the engine runs them on the
+    /// answer as the client receives it, placeholders restored, since a restored value is
+    /// what an exfiltration link would carry away.
+    pub fn scan_output(&self, text: &str, allowed_hosts: &[String], out: &mut Vec<Finding>) {
+        self.output.scan(text, allowed_hosts, out);
+    }
+
     /// The injection detector itself (the trainer and the evaluation use it).
     pub fn injection(&self) -> &injection::InjectionDetector {
         &self.injection

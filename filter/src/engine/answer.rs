@@ -65,17 +65,22 @@ impl Engine {
         }
         let allowed_hosts = &policy.expectations().allowed_hosts;
         for slot in slots {
+            // Values the model produced are looked for before restoring (the user's own are
+            // placeholders then); each choice on its own must be JSON, in an allowed language.
             findings.clear();
-            self.detectors
-                .scan_answer(&slot.text, allowed_hosts, &mut findings);
-            // Each choice (or content block) on its own must be JSON, in an allowed language.
+            self.detectors.scan_values(&slot.text, &mut findings);
             format_findings(policy, &slot.text, true, &mut findings);
             let to_redact = apply(policy, &findings, &mut ex.verdict, &mut blocked_by);
-            let masked = mask(&slot.text, &to_redact);
-            let restored = ex.vault.restore(&masked);
-            if restored != slot.text {
+            let restored = ex.vault.restore(&mask(&slot.text, &to_redact));
+            // Scripts and links are judged on what the client receives: restored.
+            findings.clear();
+            self.detectors
+                .scan_output(&restored, allowed_hosts, &mut findings);
+            let to_redact = apply(policy, &findings, &mut ex.verdict, &mut blocked_by);
+            let shown = mask(&restored, &to_redact);
+            if shown != slot.text {
                 changed.push(TextSlot {
-                    text: restored,
+                    text: shown,
                     ..slot
                 });
             }

@@ -106,6 +106,9 @@ impl Engine {
                 let _ = apply(policy, &[f], &mut ex.verdict, &mut blocked_by);
             }
         }
+        for slot in &parsed.texts {
+            ex.vault.reserve_literals(&slot.text);
+        }
         for mut slot in parsed.texts {
             findings.clear();
             self.detectors

