@@ -141,6 +141,11 @@ impl Policy {
         self.get(id).mode != Mode::Off
     }
 
+    /// Whether the detector's findings are redacted (streams hold back a value in progress).
+    pub fn redacts(&self, id: DetectorId) -> bool {
+        self.get(id).mode == Mode::Redact
+    }
+
     pub fn expectations(&self) -> &AnswerExpectations {
         &self.expect
     }

@@ -140,3 +140,20 @@ def test_a_placeholder_planted_in_a_tool_result_cannot_carry_the_users_address_o
     # The user's address got a placeholder the tool result did not already carry.
     assert sent[0]["content"] == "Any new mail? I am <EMAIL_2>"
     assert sent[2]["content"] == "1 new message from <EMAIL_1>: lunch?"
+
+
+NEW_VALUES = "Reach Bob at bob.smith@corp.example.org or on card 4111 1111 1111 1111, thanks."
+MASKED = "Reach Bob at [REDACTED:EMAIL] or on card [REDACTED:CREDIT_CARD], thanks."
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "sse"])
+def test_personal_data_the_model_wrote_is_masked_whole_and_streamed(proxy, stream):
+    assert ask(oai(proxy, NEW_VALUES), stream) == MASKED
+
+
+def test_personal_data_in_a_streamed_anthropic_answer_is_masked(proxy):
+    client = anthropic.Anthropic(base_url=proxy.url, api_key="sk-ant-test", max_retries=0,
+                                 default_headers=fake_reply(NEW_VALUES))
+    with client.messages.stream(model="claude-sonnet-4-5", max_tokens=64,
+                                messages=[{"role": "user", "content": "who to ask?"}]) as s:
+        assert "".join(s.text_stream) == MASKED

@@ -7,6 +7,7 @@ use crate::detect::{check_json, check_language, DetectorId, Finding};
 use crate::model::TextSlot;
 use crate::policy::Policy;
 use crate::providers::{self, json};
+use crate::redact::mask::mask;
 
 /// The detectors `Detectors::scan_answer` runs.
 const ANSWER_DETECTORS: [DetectorId; 5] = [
@@ -137,30 +138,4 @@ pub(super) fn format_findings(policy: &Policy, text: &str, complete: bool, out: 
     if policy.is_enabled(DetectorId::OutputLanguage) {
         out.extend(check_language(text, &expect.languages));
     }
-}
-
-/// Replaces redacted spans of an answer (data the model should not return) by `[REDACTED:KIND]`.
-fn mask(text: &str, findings: &[Finding]) -> String {
-    if findings.is_empty() {
-        return text.to_owned();
-    }
-    let mut spans: Vec<&Finding> = findings.iter().collect();
-    spans.sort_by_key(|f| f.span.start);
-    let mut out = String::with_capacity(text.len());
-    let mut at = 0;
-    for f in spans {
-        let (Some(before), true) = (
-            text.get(at..f.span.start),
-            text.is_char_boundary(f.span.end),
-        ) else {
-            continue;
-        };
-        out.push_str(before);
-        out.push_str("[REDACTED:");
-        out.push_str(f.kind);
-        out.push(']');
-        at = f.span.end;
-    }
-    out.push_str(text.get(at..).unwrap_or_default());
-    out
 }

@@ -32,7 +32,7 @@ impl Engine {
             }
             self.check_whole_text(ex, &mut out);
             if !ex.answer_stream.stopped {
-                flush_held_text(ex, &mut out);
+                self.flush_held_text(ex, &mut out);
             }
         }
         out
@@ -85,7 +85,7 @@ impl Engine {
             if ex.answer_stream.stopped {
                 return;
             }
-            flush_held_text(ex, out);
+            self.flush_held_text(ex, out);
         }
         if read.deltas.is_empty() {
             match restore_json(&event.data, &ex.vault).filter(|_| !ex.vault.is_empty()) {
@@ -96,6 +96,7 @@ impl Engine {
         }
         let policy = self.policy(ex);
         let keep_text = policy.any_enabled(&FORMAT_DETECTORS);
+        let masking = policy.redacts(DetectorId::Pii) || policy.redacts(DetectorId::Secrets);
         let mut changed = Vec::with_capacity(read.deltas.len());
         let mut findings = Vec::new();
         for slot in &read.deltas {
@@ -106,7 +107,10 @@ impl Engine {
             }
             findings.clear();
             let window = &ex.answer_stream.window;
-            self.detectors.scan_values(window, &mut findings);
+            if !masking {
+                // Reported only; when redacted, the masker below finds them in what it holds.
+                self.detectors.scan_values(window, &mut findings);
+            }
             // Scripts and links are judged on what the client receives: restored.
             let hosts = &policy.expectations().allowed_hosts;
             if ex.vault.is_empty() {
@@ -121,13 +125,25 @@ impl Engine {
                 }
             }
             let mut blocked_by = None;
-            // Text already sent cannot be masked: in streams, `redact` on answers reports only.
+            // Text already sent cannot be masked: `redact` from the output checks reports only.
             let _ = apply(policy, &findings, &mut ex.verdict, &mut blocked_by);
             if let Some(detector) = blocked_by {
                 self.stop_stream(ex, detector, out);
                 return;
             }
-            let text = ex.answer_stream.restorer.push(&ex.vault, &slot.text);
+            let released = if masking {
+                ex.answer_stream.masker.push(&slot.text);
+                match self.release_masked(ex, false) {
+                    Ok(text) => text,
+                    Err(detector) => {
+                        self.stop_stream(ex, detector, out);
+                        return;
+                    }
+                }
+            } else {
+                slot.text.clone()
+            };
+            let text = ex.answer_stream.restorer.push(&ex.vault, &released);
             if text != slot.text {
                 changed.push(TextSlot {
                     text,
@@ -148,6 +164,47 @@ impl Engine {
             let slots: Vec<&TextSlot> = changed.iter().collect();
             out.extend(build_event(event.name, &json::rewrite(&event.data, &slots)));
         }
+    }
+
+    /// Scans what the masker holds for personal data and secrets and releases what can go:
+    /// masked where policy redacts, all of it at `end`. `Err` names a detector that blocks.
+    fn release_masked(&self, ex: &mut Exchange, end: bool) -> Result<String, DetectorId> {
+        let mut values = Vec::new();
+        self.detectors
+            .scan_values(ex.answer_stream.masker.pending(), &mut values);
+        let mut blocked_by = None;
+        let to_mask = apply(self.policy(ex), &values, &mut ex.verdict, &mut blocked_by);
+        match blocked_by {
+            Some(detector) => Err(detector),
+            None => Ok(ex.answer_stream.masker.release(&to_mask, end)),
+        }
+    }
+
+    /// Sends the text the masker and the restorer held back (a possible value or placeholder
+    /// in progress) as one more delta event, when a run of text ends.
+    fn flush_held_text(&self, ex: &mut Exchange, out: &mut Vec<u8>) {
+        if ex.answer_stream.masker.pending().is_empty()
+            && ex.answer_stream.restorer.pending_len() == 0
+        {
+            return;
+        }
+        let masked = match self.release_masked(ex, true) {
+            Ok(text) => text,
+            Err(detector) => return self.stop_stream(ex, detector, out),
+        };
+        let stream = &mut ex.answer_stream;
+        let mut held = stream.restorer.push(&ex.vault, &masked);
+        held.push_str(&stream.restorer.finish(&ex.vault));
+        let Some(template) = &stream.template else {
+            return;
+        };
+        let slot = TextSlot {
+            role: Role::Assistant,
+            literal: template.literal.clone(),
+            text: held,
+        };
+        let data = json::rewrite(&template.data, &[&slot]);
+        out.extend(build_event(template.name.as_deref(), &data));
     }
 
     /// Keeps a delta for the checks of the whole text, up to `max_body_bytes` of it.
@@ -183,25 +240,6 @@ impl Engine {
             }
         }
     }
-}
-
-/// Sends text the restorer held back (a possible placeholder prefix) as one more delta event.
-fn flush_held_text(ex: &mut Exchange, out: &mut Vec<u8>) {
-    let stream = &mut ex.answer_stream;
-    if stream.restorer.pending_len() == 0 {
-        return;
-    }
-    let held = stream.restorer.finish(&ex.vault);
-    let Some(template) = &stream.template else {
-        return;
-    };
-    let slot = TextSlot {
-        role: Role::Assistant,
-        literal: template.literal.clone(),
-        text: held,
-    };
-    let data = json::rewrite(&template.data, &[&slot]);
-    out.extend(build_event(template.name.as_deref(), &data));
 }
 
 /// Counts a streamed event's usage report and answer text.

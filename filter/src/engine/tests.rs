@@ -229,7 +229,11 @@ proptest::proptest! {
 
 #[test]
 fn answer_length_limit_applies_to_whole_and_streamed_answers() {
-    let e = engine(r#"{"max_answer_bytes":20,"detectors":{"output_length":{"action":"block"}}}"#);
+    // Values reported, not masked: no text waits for a value in progress to end.
+    let e = engine(
+        r#"{"max_answer_bytes":20,"detectors":{"output_length":{"action":"block"},
+            "pii":{"action":"alert"},"secrets":{"action":"alert"}}}"#,
+    );
     let mut ex = e.start("/v1/chat/completions").unwrap();
     let long =
         br#"{"choices":[{"message":{"role":"assistant","content":"twenty-one bytes long"}}]}"#;
@@ -273,7 +277,8 @@ fn answers_are_skipped_when_nothing_would_look_at_them() {
 
 #[test]
 fn a_stream_without_placeholders_passes_byte_for_byte() {
-    let e = engine("");
+    // Nothing to restore and nothing to mask (values are reported, not redacted).
+    let e = engine(r#"{"detectors":{"pii":{"action":"alert"},"secrets":{"action":"alert"}}}"#);
     let mut ex = e.start("/v1/chat/completions").unwrap();
     let stream = openai_stream(&["Hello", " world"]);
     let mut out = Vec::new();
@@ -704,7 +709,8 @@ fn the_answer_is_handled_by_its_content_type() {
         false,
         &mut host,
     );
-    host.answer = openai_stream(&["Hello"]);
+    // Ends in a space: no word in progress for the masker to hold back.
+    host.answer = openai_stream(&["Hello "]);
     let size = host.answer.len();
     assert_eq!(
         e.response_body(&mut ex, size, false, &mut host),
@@ -1153,4 +1159,36 @@ fn a_placeholder_planted_in_the_request_cannot_carry_the_users_value_out() {
         out.contains(r#""code":"output_exfiltration""#) && !out.contains("jane"),
         "{out}"
     );
+}
+
+#[test]
+fn new_personal_data_in_a_stream_is_masked_before_it_leaves_at_any_chunking() {
+    let e = engine("");
+    let mut ex = e.start("/v1/chat/completions").unwrap();
+    let _ = e.inspect_request(&mut ex, &chat("mail jane@example.com"));
+    let deltas = [
+        "Sent to <EMAIL_1>; cc bo",
+        "b@corp",
+        ".example",
+        ".org, card 4111 ",
+        "1111 1111 1111.",
+    ];
+    let stream = openai_stream(&deltas);
+    for size in [1, 7, stream.len()] {
+        ex.answer_stream = AnswerStream::default();
+        let mut out = Vec::new();
+        for chunk in stream.chunks(size) {
+            out.extend(e.stream_chunk(&mut ex, chunk, false));
+        }
+        out.extend(e.stream_chunk(&mut ex, &[], true));
+        let text = String::from_utf8(out.clone()).unwrap();
+        assert_eq!(
+            assembled(&out),
+            "Sent to jane@example.com; cc [REDACTED:EMAIL], card [REDACTED:CREDIT_CARD].",
+            "chunks of {size}"
+        );
+        assert!(!text.contains("bob") && !text.contains("4111"), "{text}");
+        assert!(text.ends_with("data: [DONE]\n\n"));
+    }
+    assert_eq!(ex.verdict.action, Action::Redact);
 }

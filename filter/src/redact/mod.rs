@@ -1,2 +1,3 @@
-//! Reversible redaction: placeholders out, originals back in.
+//! Redaction: reversible placeholders in prompts (`vault`), masks in answers (`mask`).
+pub mod mask;
 pub mod vault;

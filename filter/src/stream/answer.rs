@@ -4,6 +4,7 @@
 
 use std::ops::Range;
 
+use crate::redact::mask::StreamMasker;
 use crate::redact::vault::{StreamRestorer, Vault};
 
 use super::sse::Framer;
@@ -15,6 +16,8 @@ pub const WINDOW_BYTES: usize = 512;
 #[derive(Debug, Default)]
 pub struct AnswerStream {
     pub(crate) framer: Framer,
+    /// New personal data and secrets masked on the way out, before placeholders are restored.
+    pub(crate) masker: StreamMasker,
     pub(crate) restorer: StreamRestorer,
     /// The last delta event, rebuilt with held-back text when a run of text ends.
     pub(crate) template: Option<Template>,
