@@ -127,6 +127,19 @@ def test_email_is_redacted_upstream_and_restored_in_the_answer(envoy, fake_provi
     assert raw.headers["x-sluice-detections"] == "pii"
 
 
+@pytest.mark.parametrize("prompt, upstream", [
+    ("Call me on 07700 900123 or Telefon 030 12345678 tomorrow",
+     "Call me on <PHONE_1> or Telefon <PHONE_2> tomorrow"),
+    ("Clone git@github.com:org/repo.git, bind 127.0.0.1, ticket ORD-2024-000123-45",
+     "Clone git@github.com:org/repo.git, bind 127.0.0.1, ticket ORD-2024-000123-45"),
+], ids=["phones-after-cue-words", "look-alikes"])
+def test_what_stands_around_a_value_decides_whether_it_is_redacted(envoy, fake_provider, prompt, upstream):
+    fake_provider.clear()
+    openai_client(envoy).chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": prompt}])
+    assert last_upstream_body(fake_provider)["messages"][0]["content"] == upstream
+
+
 def test_redaction_keeps_the_rest_of_the_body_byte_for_byte(envoy, fake_provider):
     fake_provider.clear()
     body = '{"zeta": 1.50, "model":"m",  "messages":[{"role":"user","content":"mail a@b.io","x":[true,null]}]}'
