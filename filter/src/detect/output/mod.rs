@@ -283,6 +283,7 @@ impl OutputDetector {
 
     fn scripts(&self, text: &str, out: &mut Vec<Finding>) {
         let b = text.as_bytes();
+        disguised_script_urls(text, out);
         if let Some(ac) = &self.script {
             for m in self.script_matches(ac, text) {
                 let pat = SCRIPT.get(m.pattern().as_usize()).copied().unwrap_or("");
@@ -309,7 +310,11 @@ impl OutputDetector {
             for m in ac.find_iter(text) {
                 let before = m.start().checked_sub(1).and_then(|i| b.get(i));
                 let mut p = m.end();
-                while b.get(p) == Some(&b' ') {
+                // HTML allows any whitespace, line breaks included, before the '='.
+                while b
+                    .get(p)
+                    .is_some_and(|c| matches!(c, b' ' | b'\t' | b'\n' | b'\r' | b'\x0c'))
+                {
                     p += 1;
                 }
                 let in_tag = tag_open(b, m.start()).is_some_and(|lt| {
@@ -339,6 +344,98 @@ impl OutputDetector {
             }
         }
     }
+}
+
+/// Script URL schemes a browser still runs though they are not written plainly.
+const SCRIPT_SCHEMES: [&[u8]; 3] = [b"javascript:", b"vbscript:", b"data:text/html"];
+
+/// Script URLs spelled with character references or with tabs and line breaks inside
+/// (`&#106;avascript:`, `jav&#x09;ascript:`, `javascript&#58;`): browsers decode references in
+/// attributes and drop tabs and line breaks from URLs before they read the scheme. The plain
+/// spelling is the `SCRIPT` automaton's.
+fn disguised_script_urls(text: &str, out: &mut Vec<Finding>) {
+    let b = text.as_bytes();
+    if !b.iter().any(|c| matches!(c, b'&' | b'\t')) {
+        return;
+    }
+    let (decoded, origin) = url_form(b);
+    for scheme in SCRIPT_SCHEMES {
+        let mut k = 0;
+        while let Some(at) = decoded
+            .get(k..)
+            .and_then(|d| d.windows(scheme.len()).position(|w| w == scheme))
+        {
+            let (start, last) = (origin[k + at], origin[k + at + scheme.len() - 1]);
+            let disguised = b[start..=last]
+                .iter()
+                .any(|c| matches!(c, b'&' | b'\t' | b'\n' | b'\r'));
+            if disguised {
+                out.push(finding(
+                    DetectorId::OutputScript,
+                    "SCRIPT",
+                    start,
+                    tag_end(b, last + 1),
+                    0.9,
+                ));
+            }
+            k += at + scheme.len();
+        }
+    }
+}
+
+/// `b` as a URL parser reads it, lower case: character references decoded (numeric, and the
+/// few named ones a scheme can be spelled with), tabs and line breaks dropped; with, for each
+/// byte, where in `b` it came from. Other non-ASCII characters become `?`.
+fn url_form(b: &[u8]) -> (Vec<u8>, Vec<usize>) {
+    let mut decoded = Vec::with_capacity(b.len());
+    let mut origin = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let (c, len) = match b[i] {
+            b'&' => char_reference(&b[i..]).unwrap_or((b'&', 1)),
+            c if c.is_ascii() => (c.to_ascii_lowercase(), 1),
+            _ => (b'?', 1),
+        };
+        if !matches!(c, b'\t' | b'\n' | b'\r') {
+            decoded.push(c);
+            origin.push(i);
+        }
+        i += len;
+    }
+    (decoded, origin)
+}
+
+/// The ASCII character a reference at the start of `b` stands for (`&#106;`, `&#x6A;`,
+/// `&colon;`; the `;` may be missing after a number), lower case, and its length.
+fn char_reference(b: &[u8]) -> Option<(u8, usize)> {
+    const NAMED: [(&[u8], u8); 6] = [
+        (b"&colon;", b':'),
+        (b"&tab;", b'\t'),
+        (b"&newline;", b'\n'),
+        (b"&sol;", b'/'),
+        (b"&lpar;", b'('),
+        (b"&rpar;", b')'),
+    ];
+    if b.get(1) != Some(&b'#') {
+        return NAMED.iter().find_map(|(name, c)| {
+            b.get(..name.len())
+                .filter(|s| s.eq_ignore_ascii_case(name))
+                .map(|_| (*c, name.len()))
+        });
+    }
+    let hex = matches!(b.get(2), Some(b'x' | b'X'));
+    let from = 2 + usize::from(hex);
+    let radix = if hex { 16 } else { 10 };
+    let digits = b[from..]
+        .iter()
+        .take(8)
+        .take_while(|c| (**c as char).is_digit(radix))
+        .count();
+    let value =
+        u32::from_str_radix(std::str::from_utf8(&b[from..from + digits]).ok()?, radix).ok()?;
+    let c = u8::try_from(value).ok().filter(u8::is_ascii)?;
+    let len = from + digits + usize::from(b.get(from + digits) == Some(&b';'));
+    Some((c.to_ascii_lowercase(), len))
 }
 
 /// The last `<` before `at` that opens a tag (followed by a letter).
