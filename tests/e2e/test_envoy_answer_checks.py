@@ -157,3 +157,13 @@ def test_personal_data_in_a_streamed_anthropic_answer_is_masked(proxy):
     with client.messages.stream(model="claude-sonnet-4-5", max_tokens=64,
                                 messages=[{"role": "user", "content": "who to ask?"}]) as s:
         assert "".join(s.text_stream) == MASKED
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "sse"])
+@pytest.mark.parametrize("reply", ["[x](javascript&#58;alert(document.domain))",
+                                   '<a href="jav&#x09;ascript:alert(1)">x</a>'], ids=["colon-ref", "tab-ref"])
+def test_script_urls_spelled_with_character_references_are_reported(proxy, stream, reply):
+    stat = "wasmcustom.sluice_detection_output_script_total"
+    before = proxy.stats().get(stat, 0)
+    assert ask(oai(proxy, reply), stream) == reply  # output_script alerts in the shipped config
+    assert proxy.stats()[stat] == before + 1
