@@ -9,7 +9,7 @@ use crate::policy::Policy;
 use crate::providers::{self, json};
 use crate::redact::mask::mask;
 
-/// The detectors `Detectors::scan_answer` runs.
+/// The detectors run on answers: `scan_values` on the text as written, `scan_output` restored.
 const ANSWER_DETECTORS: [DetectorId; 5] = [
     DetectorId::OutputScript,
     DetectorId::OutputExfiltration,

@@ -21,7 +21,7 @@ pub fn mask(text: &str, findings: &[Finding]) -> String {
     for f in spans {
         let (Some(before), true) = (
             text.get(at..f.span.start),
-            text.is_char_boundary(f.span.end) && f.span.end <= text.len(),
+            text.is_char_boundary(f.span.end),
         ) else {
             continue;
         };

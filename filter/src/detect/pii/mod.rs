@@ -471,20 +471,20 @@ fn phone_at(b: &[u8], i: usize) -> Option<usize> {
     if b.get(i) == Some(&b'(') && b.get(i..end).is_some_and(|s| !s.contains(&b')')) {
         return None;
     }
-    // A national format (`07700 900123`, `030 12345678`) is a phone where a cue word says so.
-    let cued = (7..=15).contains(&n) && groups <= 4 && context::phone_cue_before(b, i);
-    let ok = cued
-        || if plus {
-            (8..=15).contains(&n) && (groups >= 2 || n >= 10)
-        } else {
-            (n == 10 && (groups == 1 || groups == 3))
-                || (n == 11 && groups == 4 && b.get(i) == Some(&b'1'))
-                || (n == 13 && groups == 4 && b.get(i..i + 3) == Some(b"001"))
-                || (n >= 10
-                    && groups >= 3
-                    && seps + usize::from(b.get(i) == Some(&b'(')) >= 2
-                    && n <= 13)
-        };
+    let plain = if plus {
+        (8..=15).contains(&n) && (groups >= 2 || n >= 10)
+    } else {
+        (n == 10 && (groups == 1 || groups == 3))
+            || (n == 11 && groups == 4 && b.get(i) == Some(&b'1'))
+            || (n == 13 && groups == 4 && b.get(i..i + 3) == Some(b"001"))
+            || (n >= 10
+                && groups >= 3
+                && seps + usize::from(b.get(i) == Some(&b'(')) >= 2
+                && n <= 13)
+    };
+    // A national format (`07700 900123`, `030 12345678`) is a phone where a cue word says so;
+    // looked for last, as it reads the text before the number.
+    let ok = plain || (7..=15).contains(&n) && groups <= 4 && context::phone_cue_before(b, i);
     if !ok || is_alnum_at(b, end) && !matches!(b.get(end), Some(b'x' | b'X' | b'e')) {
         return None;
     }
